@@ -1,0 +1,1 @@
+"""Playing: environments, game suites, the policy model and the LangGraph agent."""

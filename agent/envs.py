@@ -1,0 +1,100 @@
+"""Environment adapters behind one small protocol.
+
+reset() -> Observation(text, objective, admissible commands)
+step(command) -> Step(text, score, done, won, lost, admissible commands)
+
+`done` is not `won`: a step limit or a lost game is never success. TextWorld's `score` is the running
+total, so a command's reward is the change in score.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from oel.errors import OELError
+
+
+@dataclass
+class Observation:
+    text: str
+    objective: str
+    admissible: list[str]
+    score: int = 0
+    max_score: int = 0
+
+
+@dataclass
+class Step:
+    text: str
+    score: int
+    done: bool
+    won: bool
+    lost: bool
+    admissible: list[str] = field(default_factory=list)
+
+
+class Env(Protocol):
+    family: str
+
+    def reset(self) -> Observation: ...
+
+    def step(self, command: str) -> Step: ...
+
+
+_PROMPT_RE = re.compile(r"\s*>\s*$")
+
+
+def clean_text(text: str) -> str:
+    """Drop TextWorld's trailing '>' prompt and collapse blank lines."""
+    text = _PROMPT_RE.sub("", text or "")
+    return re.sub(r"\n\s*\n+", "\n", text).strip()
+
+
+class TextWorldEnv:
+    """A TextWorld game through `textworld.gym`, with admissible commands requested."""
+
+    def __init__(self, game_file: str | Path, family: str = "textworld", max_steps: int = 100):
+        import textworld.gym
+        from textworld import EnvInfos
+
+        path = Path(game_file)
+        if not path.is_file():
+            raise OELError(f"game file not found: {path}")
+        self.family = family
+        self.game_file = path
+        infos = EnvInfos(admissible_commands=True, objective=True, description=True,
+                         won=True, lost=True, score=True, max_score=True)
+        try:
+            env_id = textworld.gym.register_game(str(path), request_infos=infos, max_episode_steps=max_steps)
+            self._env = textworld.gym.make(env_id)
+        except Exception as err:  # textworld raises many types for a bad file
+            raise OELError(f"cannot load game file {path}: {type(err).__name__}: {err}") from None
+
+    def reset(self) -> Observation:
+        try:
+            _, info = self._env.reset()
+        except Exception as err:
+            raise OELError(f"cannot start game {self.game_file} (corrupt file?): {type(err).__name__}: {err}") from None
+        # The room description, not the reset banner: the banner is ASCII art the model cannot use.
+        return Observation(
+            text=clean_text(info["description"]),
+            objective=clean_text(info["objective"]),
+            admissible=_commands(info),
+            score=info["score"],
+            max_score=info["max_score"],
+        )
+
+    def step(self, command: str) -> Step:
+        text, score, done, info = self._env.step(command)
+        return Step(clean_text(text), int(score), bool(done), bool(info["won"]), bool(info["lost"]), _commands(info))
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def _commands(info: dict) -> list[str]:
+    # Inventory/look/examine are valid but rarely useful; we keep them, the policy decides.
+    return sorted(set(info.get("admissible_commands") or []))

