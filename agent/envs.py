@@ -44,12 +44,13 @@ class Env(Protocol):
     def step(self, command: str) -> Step: ...
 
 
-_PROMPT_RE = re.compile(r"\s*>\s*$")
+# TextWorld ends feedback with a '>' prompt, sometimes followed by a status bar "-= Room =-score/moves".
+_PROMPT_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
 
 
 def clean_text(text: str) -> str:
-    """Drop TextWorld's trailing '>' prompt and collapse blank lines."""
-    text = _PROMPT_RE.sub("", text or "")
+    """Drop TextWorld's '>' prompt and status-bar lines and collapse blank lines."""
+    text = _PROMPT_LINE.sub("", text or "")
     return re.sub(r"\n\s*\n+", "\n", text).strip()
 
 

