@@ -1,0 +1,58 @@
+"""Reflection: turn one finished trajectory into 1-2 knowledge items, using the acting policy itself.
+
+The model's answer is prefilled with the marker, so even a small model starts in the right format. The
+parser then keeps only clean marker lines: malformed output is dropped, never fatal. Items are untrusted
+game-derived text: control characters and escape sequences are stripped and the length is capped.
+"""
+
+from __future__ import annotations
+
+import re
+
+from memory.prompts import MARKER, REFLECTION_SYSTEM, REFLECTION_USER
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+MAX_TURNS_SHOWN = 15
+MIN_ITEM_CHARS = 12
+
+
+def sanitize(text: str, max_chars: int) -> str:
+    """Strip escape sequences and control characters, collapse whitespace, cap the length."""
+    text = _CONTROL.sub(" ", _ANSI.sub("", text))
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
+    return text
+
+
+def reflection_messages(env: str, objective: str, turns: list[dict], outcome: str, reason: str,
+                        known: list[str]) -> list[dict]:
+    shown = turns[-MAX_TURNS_SHOWN:]
+    lines = []
+    for t in shown:
+        gain = f" (score +{t['reward']})" if t.get("reward", 0) > 0 else ""
+        lines.append(f"> {t['action']}{gain} -> {sanitize(t['feedback'], 100)}")
+    scoring = [t["action"] for t in turns if t.get("reward", 0) > 0]
+    # Small models need the signal spelled out: which commands made progress (DESIGN.md §2).
+    score_hint = (f"Commands that raised the score: {', '.join(scoring)}." if scoring
+                  else "No command raised the score.")
+    user = REFLECTION_USER.format(env=env, objective=sanitize(objective, 400), turns="\n".join(lines),
+                                  outcome=outcome, reason=reason, score_hint=score_hint,
+                                  known="\n".join(f"- {k}" for k in known) or "(none yet)", marker=MARKER)
+    return [{"role": "system", "content": REFLECTION_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_items(text: str, max_items: int = 2, max_chars: int = 300, known: list[str] = ()) -> list[str]:
+    """Every 'KNOWLEDGE: ...' line, cleaned. Junk, too-short, duplicate or already-known lines are dropped."""
+    seen = {k.strip().lower() for k in known}
+    items = []
+    for match in re.finditer(rf"{re.escape(MARKER)}(.*)", text, flags=re.IGNORECASE):
+        item = sanitize(match.group(1), max_chars).strip(" -*\"'")
+        if len(item) < MIN_ITEM_CHARS or not re.search(r"[a-zA-Z]{3}", item) or item.lower() in seen:
+            continue
+        seen.add(item.lower())
+        items.append(item)
+        if len(items) == max_items:
+            break
+    return items
