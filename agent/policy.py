@@ -61,14 +61,28 @@ def embedded_model_dir() -> Path:
     return target
 
 
-def resolve_model_path(model: str) -> str:
+def check_model(model: str) -> None:
+    """Fail fast, before any work, on a model that cannot be loaded offline."""
     if model == DEFAULT_MODEL:
-        return str(embedded_model_dir())
+        return
     if Path(model).is_dir():
         if not (Path(model) / "config.json").is_file():
             raise OELError(f"model directory {model} has no config.json: not a Hugging Face model")
-        return model
-    return model  # maybe a hub id already in the local cache; load() checks
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError:  # not even a valid repo id
+        cached = None
+    if not isinstance(cached, str):
+        raise OELError(f"unknown model {model!r}: not {DEFAULT_MODEL} (embedded), an existing model directory, "
+                       "or a hub id in the local cache (nothing is downloaded)")
+
+
+def resolve_model_path(model: str) -> str:
+    check_model(model)
+    return str(embedded_model_dir()) if model == DEFAULT_MODEL else model
 
 
 @dataclass
@@ -101,8 +115,7 @@ class Policy:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         except OSError as err:
-            raise OELError(f"unknown model {model!r}: not the embedded default ({DEFAULT_MODEL}), "
-                           f"a model directory, nor a hub id in the local cache ({str(err).splitlines()[0]})") from None
+            raise OELError(f"cannot load model {model!r}: {str(err).splitlines()[0]}") from None
         for adapter in adapters:
             lm = merge_adapter(lm, adapter)
         lm.eval()

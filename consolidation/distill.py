@@ -12,8 +12,12 @@ Checked against DESIGN.md §1 (trl 1.16.0, `trl.experimental.sdft`):
 from __future__ import annotations
 
 import logging
+import random
 import warnings
 from pathlib import Path
+
+from tqdm import tqdm
+from transformers import TrainerCallback
 
 from oel.config import OELConfig
 
@@ -54,15 +58,44 @@ def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> di
         logging_steps=1,
         use_cpu=not _cuda(),
         seed=cfg.seed,
-        disable_tqdm=False,
+        disable_tqdm=True,  # our DistillProgress bar replaces the trainer's dict printing
     )
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
                       target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
-    trainer = SDFTTrainer(model=policy.model, args=args, train_dataset=Dataset.from_list(records),
+    # Exactly `distill_steps` batches: prefixes are cycled (in a seeded shuffle) when there are fewer than
+    # steps x batch. Each pass still samples fresh student responses, so every step stays on-policy.
+    needed = cfg.distill_steps * cfg.distill_batch_size
+    order = random.Random(cfg.seed).sample(range(len(records)), len(records))
+    rows = [records[order[i % len(order)]] for i in range(needed)]
+    trainer = SDFTTrainer(model=policy.model, args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=policy.tokenizer, peft_config=lora)
+    trainer.add_callback(DistillProgress(cfg.distill_steps))
     trainer.train()
     trainer.model.save_pretrained(str(output_dir / "adapter"))
     return {"log": [{k: v for k, v in row.items()} for row in trainer.state.log_history]}
+
+
+class DistillProgress(TrainerCallback):
+    """One tqdm bar for consolidation, with the current distillation loss."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = tqdm(total=self.total, desc="consolidate", unit="step", leave=False)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(kl=f"{logs.get('sdft/distillation_loss', logs['loss']):.4f}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cuda() -> bool:

@@ -56,3 +56,27 @@ def parse_items(text: str, max_items: int = 2, max_chars: int = 300, known: list
         if len(items) == max_items:
             break
     return items
+
+
+def make_reflector(policy, memory, cfg, created_by: str):
+    """The reflect step for the acting graph: the acting policy writes items into `memory`.
+
+    Returns a callable (state, context) -> ids of items stored or merged.
+    """
+
+    def reflect(state, context) -> list[str]:
+        env = context.env.family
+        known = [item.text for item in memory.list("active", env)][-10:]
+        messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason, known)
+        [(text, _)] = policy.generate([policy.render(messages, prefill=MARKER)], cfg.reflection_max_new_tokens,
+                                      temperature=0.7)
+        items = parse_items(MARKER + text, cfg.max_items_per_episode, cfg.max_item_chars, known)
+        ids = []
+        for item in items:
+            item_id, _ = memory.add(item, env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,
+                                    round=context.extra.get("round", 0), created_by=created_by,
+                                    merge_distance=cfg.merge_distance)
+            ids.append(item_id)
+        return ids
+
+    return reflect

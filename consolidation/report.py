@@ -1,0 +1,74 @@
+"""The per-round report: a table for the terminal and a PNG learning curve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "held-out success, no memory"),
+           ("steps", "steps/ep"), ("tokens_per_episode", "tokens/ep"),
+           ("memory_active", "mem active"), ("memory_consolidated", "mem consolidated"), ("gate", "gate")]
+
+
+def read_rounds(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "reports" / "rounds.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rounds_table(rows: list[dict]) -> Table:
+    table = Table(title="Online experiential learning, per round (held-out games, policy without memory)")
+    for _, title in COLUMNS:
+        table.add_column(title, justify="right")
+    for row in rows:
+        cells = []
+        for key, _ in COLUMNS:
+            value = row.get(key, "")
+            if key == "success_no_memory":
+                value = f"{value:.0%} ± {row.get('ci95', 0):.0%} (n={row.get('n_games', '?')})"
+            elif isinstance(value, float):
+                value = f"{value:.1f}"
+            cells.append(str(value))
+        table.add_row(*cells)
+    return table
+
+
+def plot_rounds(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [r["round"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    axes[0].errorbar(rounds, [100 * r["success_no_memory"] for r in rows], yerr=[100 * r["ci95"] for r in rows],
+                     marker="o", capsize=4)
+    axes[0].set(title="Held-out success, no memory", xlabel="round", ylabel="% games won", ylim=(-5, 105))
+    axes[1].plot(rounds, [r["steps"] for r in rows], marker="o")
+    axes[1].set(title="Steps per episode", xlabel="round")
+    axes[2].plot(rounds, [r["tokens_per_episode"] for r in rows], marker="o")
+    axes[2].set(title="Generated tokens per episode", xlabel="round")
+    for ax in axes:
+        ax.set_xticks(rounds)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_report(run_dir: Path, console: Console | None = None) -> Path | None:
+    console = console or Console()
+    rows = read_rounds(run_dir)
+    if not rows:
+        console.print(f"no rounds recorded in {run_dir}")
+        return None
+    console.print(rounds_table(rows))
+    png = plot_rounds(rows, Path(run_dir) / "reports" / "learning_curve.png")
+    console.print(f"learning curve: {png}")
+    return png
