@@ -54,6 +54,26 @@ def clean_text(text: str) -> str:
     return re.sub(r"\n\s*\n+", "\n", text).strip()
 
 
+def check_story_file(path: Path) -> None:
+    """Reject a corrupt Z-machine file up front.
+
+    TextWorld's interpreter (frotz) calls exit() on a bad story file, which would kill the whole agent
+    process, so we check the header's version, declared length and checksum ourselves first.
+    """
+    data = path.read_bytes()
+    if path.suffix == ".ulx":
+        if not data.startswith(b"Glul"):
+            raise OELError(f"game file {path} is corrupt: not a Glulx story file")
+        return
+    if len(data) < 64 or not 1 <= data[0] <= 8:
+        raise OELError(f"game file {path} is corrupt: not a Z-machine story file; regenerate it with tw-make")
+    scale = 2 if data[0] <= 3 else 4 if data[0] <= 5 else 8
+    length = int.from_bytes(data[0x1A:0x1C], "big") * scale or len(data)
+    checksum = int.from_bytes(data[0x1C:0x1E], "big")
+    if length > len(data) or (checksum and sum(data[0x40:length]) % 0x10000 != checksum):
+        raise OELError(f"game file {path} is corrupt (truncated or damaged); regenerate it with tw-make")
+
+
 class TextWorldEnv:
     """A TextWorld game through `textworld.gym`, with admissible commands requested."""
 
@@ -64,6 +84,7 @@ class TextWorldEnv:
         path = Path(game_file)
         if not path.is_file():
             raise OELError(f"game file not found: {path}")
+        check_story_file(path)
         self.family = family
         self.game_file = path
         infos = EnvInfos(admissible_commands=True, objective=True, description=True,

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from tqdm import tqdm
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from oel.config import OELConfig
 
@@ -69,6 +69,7 @@ def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> di
     rows = [records[order[i % len(order)]] for i in range(needed)]
     trainer = SDFTTrainer(model=policy.model, args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=policy.tokenizer, peft_config=lora)
+    trainer.remove_callback(PrinterCallback)  # prints raw log dicts; DistillProgress shows the loss instead
     trainer.add_callback(DistillProgress(cfg.distill_steps))
     trainer.train()
     trainer.model.save_pretrained(str(output_dir / "adapter"))

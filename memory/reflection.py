@@ -26,6 +26,17 @@ def sanitize(text: str, max_chars: int) -> str:
     return text
 
 
+def is_degenerate(text: str) -> bool:
+    """A repetition loop ("the game of the game of the game ..."): small models often fall into one.
+
+    Measured on the 135M model's reflections: loops repeat a 2-4 word phrase; real lessons rarely reuse
+    more than a third of their word trigrams.
+    """
+    words = re.findall(r"[a-z']+", text.lower())
+    trigrams = list(zip(words, words[1:], words[2:]))
+    return len(trigrams) >= 6 and len(set(trigrams)) / len(trigrams) < 0.67
+
+
 def reflection_messages(env: str, objective: str, turns: list[dict], outcome: str, reason: str,
                         known: list[str]) -> list[dict]:
     shown = turns[-MAX_TURNS_SHOWN:]
@@ -50,6 +61,8 @@ def parse_items(text: str, max_items: int = 2, max_chars: int = 300, known: list
     for match in re.finditer(rf"{re.escape(MARKER)}(.*)", text, flags=re.IGNORECASE):
         item = sanitize(match.group(1), max_chars).strip(" -*\"'")
         if len(item) < MIN_ITEM_CHARS or not re.search(r"[a-zA-Z]{3}", item) or item.lower() in seen:
+            continue
+        if is_degenerate(item):
             continue
         seen.add(item.lower())
         items.append(item)

@@ -1,0 +1,40 @@
+"""The oel command line: bad input gives one line on stderr and a non-zero exit code."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OEL = [str(Path(sys.executable).parent / "oel")]
+
+
+def run(*args, cwd=None):
+    return subprocess.run(OEL + list(args), capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["loop", "--model", "/no/such/model"], "unknown model"),
+    (["loop", "--mode", "dance"], "action_mode"),
+    (["loop", "--config", "/no/such.toml"], "config file not found"),
+    (["memory", "list"], "no memory"),
+    (["report"], "no rounds recorded"),
+])
+def test_errors_are_one_line(tmp_path, args, message):
+    done = run(*args, "--run-dir", str(tmp_path / "run"))
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+def test_broken_config_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rounds = [\n")
+    done = run("loop", "--config", str(bad), "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 1 and "not valid TOML" in done.stderr
+
+
+def test_checkpoints_list_on_empty_run(tmp_path):
+    done = run("checkpoints", "list", "--json", "--run-dir", str(tmp_path))
+    assert done.returncode == 0 and json.loads(done.stdout) == []

@@ -1,0 +1,68 @@
+"""A real miniature round: the embedded SmolLM2-135M, real TextWorld games, real Chroma, real TRL.
+
+Runs `oel loop` as a user would, then reads everything back through the CLI.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OEL = str(Path(sys.executable).parent / "oel")
+
+
+@pytest.mark.slow
+def test_one_real_round_from_the_cli(tmp_path):
+    run_dir = tmp_path / "run"
+    config = tmp_path / "mini.toml"
+    config.write_text('challenges = ["tw-coin_collector:1"]\ntrain_games = 2\nheldout_games = 2\nmax_steps = 8\n'
+                      "rounds = 1\ndistill_steps = 2\ndistill_batch_size = 2\ndistill_max_new_tokens = 16\n"
+                      "reflection_max_new_tokens = 48\n")
+    done = subprocess.run([OEL, "loop", "--config", str(config), "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Online experiential learning, per round" in done.stdout
+
+    rows = [json.loads(line) for line in (run_dir / "reports" / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1]
+    for row in rows:
+        assert 0 <= row["success_no_memory"] <= 1 and row["n_games"] == 2 and row["steps"] > 0
+    assert (run_dir / "reports" / "learning_curve.png").stat().st_size > 1000
+
+    games = json.loads((run_dir / "games.json").read_text())
+    assert not {g for g, _ in games["train"]} & {g for g, _ in games["heldout"]}
+
+    episodes = [json.loads(line) for line in (run_dir / "trajectories" / "round_1.jsonl").read_text().splitlines()]
+    assert len(episodes) == 2
+    for episode in episodes:
+        assert episode["outcome"] in ("won", "lost", "step_limit")
+        assert episode["won"] == (episode["outcome"] == "won")
+        assert all(t["prefix"] and "output" in t for t in episode["turns"])
+
+    items = json.loads(subprocess.run([OEL, "memory", "list", "--status", "all", "--json", "--run-dir", str(run_dir)],
+                                      capture_output=True, text=True, check=True).stdout)
+    for item in items:
+        assert {"id", "text", "env", "source", "round", "status"} <= set(item)
+        assert item["source"].startswith("r1-") and item["round"] == 1
+
+    manifests = json.loads(subprocess.run([OEL, "checkpoints", "list", "--json", "--run-dir", str(run_dir)],
+                                          capture_output=True, text=True, check=True).stdout)
+    if items:  # reflection wrote knowledge, so a checkpoint was trained and gated
+        [m] = manifests
+        assert m["version"] == "v1" and m["parent"] is None and m["status"] in ("promoted", "rejected")
+        assert m["knowledge_ids"] and m["eval"]["before"] and m["eval"]["after"] and m["config"]["rounds"] == 1
+        assert (run_dir / "checkpoints" / "v1" / "adapter_model.safetensors").is_file()
+        consolidated = {i["id"] for i in items if i["status"] == "consolidated"}
+        assert consolidated == (set(m["knowledge_ids"]) if m["status"] == "promoted" else set())
+        if m["status"] == "promoted":
+            assert all(i["consolidated_in"] == "v1" for i in items if i["status"] == "consolidated")
+    else:
+        assert manifests == [] and rows[1]["gate"].startswith("skipped")
+
+    # Resuming a finished run redoes nothing and keeps every artifact.
+    again = subprocess.run([OEL, "loop", "--config", str(config), "--run-dir", str(run_dir)],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len((run_dir / "reports" / "rounds.jsonl").read_text().splitlines()) == 2

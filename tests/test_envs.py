@@ -1,0 +1,43 @@
+"""Real TextWorld games through textworld.gym."""
+
+import pytest
+
+from agent.envs import TextWorldEnv
+from agent.games import GameSpec, suite_specs
+from oel.errors import OELError
+
+
+def test_reset_and_step_a_real_game(coin_game):
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    first = env.reset()
+    assert first.objective and first.text and first.admissible
+    assert not first.text.lstrip().startswith(">")
+    step = env.step(first.admissible[0])
+    assert isinstance(step.score, int) and not step.won
+    env.close()
+
+
+def test_missing_and_corrupt_game_files(tmp_path, coin_game):
+    with pytest.raises(OELError, match="game file not found"):
+        TextWorldEnv(tmp_path / "nope.z8")
+    garbage = tmp_path / "garbage.z8"
+    garbage.write_bytes(b"\x00garbage" * 10)
+    truncated = tmp_path / "truncated.z8"
+    truncated.write_bytes(coin_game.read_bytes()[:5000])
+    flipped = tmp_path / "flipped.z8"
+    data = bytearray(coin_game.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    for bad in (garbage, truncated, flipped):
+        # Must be an error we raise: frotz itself would exit() the whole process.
+        with pytest.raises(OELError, match=f"{bad.name} is corrupt"):
+            TextWorldEnv(bad)
+
+
+def test_train_and_heldout_seeds_are_disjoint():
+    train = suite_specs(["tw-coin_collector:1", "tw-simple"], 20, 0)
+    held = suite_specs(["tw-coin_collector:1", "tw-simple"], 20, 10_000)
+    assert not {s.name for s in train} & {s.name for s in held}
+    assert GameSpec.parse("tw-simple", 3).name == "tw-simple_s3"
+    with pytest.raises(OELError, match="unknown challenge"):
+        GameSpec.parse("tw-zork", 1)

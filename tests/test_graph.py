@@ -1,0 +1,32 @@
+"""The LangGraph agent playing a real TextWorld game with a tiny model."""
+
+from agent.envs import TextWorldEnv
+from agent.graph import graph, play_episode
+from agent.state import Context
+
+
+def test_episode_logs_every_turn_and_step_limit_is_not_a_win(tiny_policy, coin_game):
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    reflected = []
+    ctx = Context(env=env, policy=tiny_policy, max_steps=3, seed=0,
+                  reflect=lambda state, context: reflected.append(state.outcome) or ["k-1"])
+    state = play_episode(ctx)
+    assert state.done and 1 <= state.steps <= 3 and len(state.turns) == state.steps
+    for turn in state.turns:
+        assert turn["prefix"][-1]["role"] == "user" and turn["action"] and "feedback" in turn
+    if not state.won:
+        assert state.outcome in ("step_limit", "lost")
+    assert reflected == [state.outcome] and state.knowledge_written == ["k-1"]
+    assert state.tokens > 0
+
+
+def test_generate_mode_counts_invalid_outputs(tiny_policy, coin_game):
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    state = play_episode(Context(env=env, policy=tiny_policy, mode="generate", max_steps=2, max_new_tokens=6))
+    assert state.steps == 2
+    assert state.invalid == sum(not t["valid"] for t in state.turns)
+
+
+def test_graph_is_a_runnable():
+    assert hasattr(graph, "invoke") and hasattr(graph, "stream")
+    assert {"reset", "act", "step", "reflect"} <= set(graph.get_graph().nodes)

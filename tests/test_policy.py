@@ -1,0 +1,55 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agent.policy import Policy
+from oel.errors import OELError
+
+
+def naive_scores(policy, prompt, candidates):
+    """Reference: one full forward pass per candidate over prompt + candidate."""
+    tok = policy.tokenizer
+    scores = []
+    for c in candidates:
+        p_ids = tok.encode(prompt, add_special_tokens=False)
+        c_ids = tok.encode(c, add_special_tokens=False) + policy.end_ids
+        ids = torch.tensor([p_ids + c_ids])
+        with torch.no_grad():
+            logp = F.log_softmax(policy.model(ids).logits[0, :-1].float(), -1)
+        token_logp = logp[len(p_ids) - 1:].gather(-1, torch.tensor(c_ids)[:, None]).squeeze(-1)
+        scores.append(token_logp.mean().item())
+    return torch.tensor(scores)
+
+
+def test_shared_prefix_scoring_matches_naive(tiny_policy):
+    prompt = tiny_policy.render([{"role": "user", "content": "You see a coin. Valid commands: take coin, go east"}])
+    candidates = ["take coin", "go east", "examine the very shiny golden coin"]
+    fast = tiny_policy.score_candidates(prompt, candidates)
+    assert torch.allclose(fast, naive_scores(tiny_policy, prompt, candidates), atol=1e-4)
+
+
+def test_choose_greedy_takes_argmax_and_sampling_is_seeded(tiny_policy):
+    prompt = tiny_policy.render([{"role": "user", "content": "pick"}])
+    candidates = ["a", "b c", "d e f"]
+    choice = tiny_policy.choose(prompt, candidates, greedy=True)
+    assert choice.index == max(range(3), key=lambda i: choice.logprobs[i])
+    picks = [tiny_policy.choose(prompt, candidates, generator=torch.Generator().manual_seed(7)).command for _ in range(3)]
+    assert len(set(picks)) == 1
+
+
+def test_empty_candidates_is_a_clear_error(tiny_policy):
+    with pytest.raises(OELError, match="no admissible commands"):
+        tiny_policy.score_candidates("prompt", [])
+
+
+def test_generate_returns_text_and_token_counts(tiny_policy):
+    prompts = [tiny_policy.render([{"role": "user", "content": "hi"}]), tiny_policy.render([{"role": "user", "content": "a much longer prompt here"}])]
+    out = tiny_policy.generate(prompts, max_new_tokens=5)
+    assert len(out) == 2 and all(isinstance(t, str) and 0 <= n <= 5 for t, n in out)
+
+
+def test_unknown_model_is_one_clear_error(tmp_path):
+    with pytest.raises(OELError, match="unknown model"):
+        Policy.load("no-such-org/no-such-model")
+    with pytest.raises(OELError, match="no config.json"):
+        Policy.load(str(tmp_path))

@@ -1,0 +1,36 @@
+from memory.reflection import parse_items, reflection_messages, sanitize
+
+
+def test_parser_keeps_marker_lines_and_drops_junk():
+    text = "KNOWLEDGE: Take coins as soon as you see them.\nrandom chatter\nKNOWLEDGE: ??\nKNOWLEDGE: Explore every exit."
+    assert parse_items(text) == ["Take coins as soon as you see them.", "Explore every exit."]
+
+
+def test_parser_never_crashes_on_junk():
+    for junk in ["", "<|im_end|>" * 100, "KNOWLEDGE:", "\x00\x01\x02", "KNOWLEDGE: " + "a" * 10_000]:
+        items = parse_items(junk, max_chars=80)
+        assert all(len(i) <= 80 for i in items)
+
+
+def test_caps_and_known_items():
+    text = "\n".join(f"KNOWLEDGE: lesson number {i} is useful" for i in range(5))
+    assert len(parse_items(text, max_items=2)) == 2
+    assert parse_items("KNOWLEDGE: Open the door first.", known=["open the door first."]) == []
+
+
+def test_sanitize_strips_escape_sequences_and_controls():
+    assert sanitize("\x1b[31mred\x1b[0m text\x07 here\n\tnow", 100) == "red text here now"
+
+
+def test_prompt_shows_scoring_commands():
+    turns = [{"action": "go east", "feedback": "You move.", "reward": 0},
+             {"action": "take coin", "feedback": "Taken!", "reward": 1}]
+    messages = reflection_messages("tw-coin_collector", "get the coin", turns, "won", "won in 2 steps", [])
+    assert "Commands that raised the score: take coin" in messages[-1]["content"]
+
+
+def test_repetition_loops_are_dropped():
+    loop = "KNOWLEDGE: The game of the game of the game of the game of the game of the game."
+    money = "KNOWLEDGE: I will give you the money, and I will give you the money, and I will give you the money"
+    good = "KNOWLEDGE: Take the coin as soon as you see it, then stop exploring."
+    assert parse_items("\n".join([loop, money, good])) == ["Take the coin as soon as you see it, then stop exploring."]
