@@ -26,7 +26,8 @@ def reset(state: State, runtime: Runtime[Context]) -> dict:
 def act(state: State, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     situation = situation_text(state.objective, state.turns, state.observation, state.admissible)
-    messages = acting_messages(situation, ctx.knowledge)
+    knowledge = ctx.knowledge(situation) if callable(ctx.knowledge) else ctx.knowledge
+    messages = acting_messages(situation, knowledge)
     prompt = ctx.policy.render(messages)
     if ctx.mode == "choose":
         generator = torch.Generator().manual_seed(ctx.seed + state.steps) if ctx.seed is not None else None
@@ -37,6 +38,7 @@ def act(state: State, runtime: Runtime[Context]) -> dict:
         command, valid = ground_command(text, state.admissible)
         pending = {"output": text, "action": command, "valid": valid, "tokens": n}
     pending["prefix"] = messages
+    pending["admissible"] = list(state.admissible)  # choose-mode consolidation scores these again
     return {"pending": pending, "tokens": state.tokens + pending["tokens"], "invalid": state.invalid + (not pending["valid"])}
 
 

@@ -133,32 +133,8 @@ class Policy:
     # ---- choose mode ----
     @torch.no_grad()
     def score_candidates(self, prompt: str, candidates: list[str]) -> torch.Tensor:
-        """Length-normalised log-likelihood of each candidate (followed by end-of-turn) after `prompt`.
-
-        The prompt is encoded once; its KV cache is repeated for all candidates, so the cost is one prefill
-        plus one short batched forward, not one full forward per candidate.
-        """
-        if not candidates:
-            raise OELError("no admissible commands to choose from")
-        tok = self.tokenizer
-        prompt_ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-        out = self.model(prompt_ids, use_cache=True)
-        cache = out.past_key_values
-        first_logits = out.logits[:, -1:, :]  # predicts the first candidate token
-        cand_ids = [tok.encode(c, add_special_tokens=False) + self.end_ids for c in candidates]
-        n, width, plen = len(cand_ids), max(map(len, cand_ids)), prompt_ids.shape[1]
-        ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, c in enumerate(cand_ids):
-            ids[i, : len(c)] = torch.tensor(c)
-            mask[i, : len(c)] = 1
-        cache.batch_repeat_interleave(n)
-        attention = torch.cat([torch.ones((n, plen), dtype=torch.long), mask], dim=1)
-        positions = torch.arange(plen, plen + width).unsqueeze(0).expand(n, -1)
-        logits = self.model(ids, past_key_values=cache, attention_mask=attention, position_ids=positions).logits
-        logits = torch.cat([first_logits.expand(n, -1, -1), logits[:, :-1]], dim=1)
-        token_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        return (token_logp * mask).sum(1) / mask.sum(1)
+        """Length-normalised log-likelihood of each candidate (followed by end-of-turn) after `prompt`."""
+        return candidate_logprobs(self.model, self.tokenizer, prompt, candidates, self.end_ids)
 
     def choose(self, prompt: str, candidates: list[str], temperature: float = 1.0, greedy: bool = False,
                generator: torch.Generator | None = None) -> Choice:
@@ -188,6 +164,36 @@ class Policy:
             n = next((i for i, t in enumerate(row) if t in self.end_ids or t == tok.pad_token_id), len(row))
             results.append((tok.decode(row[:n], skip_special_tokens=True), n))
         return results
+
+
+def candidate_logprobs(model, tokenizer, prompt: str, candidates: list[str], end_ids: list[int]) -> torch.Tensor:
+    """Length-normalised log-likelihood of each candidate (followed by end-of-turn) after `prompt`.
+
+    The prompt is encoded once; its KV cache is repeated for all candidates, so the cost is one prefill
+    plus one short batched forward, not one full forward per candidate. Differentiable: consolidation in
+    choose mode trains through it.
+    """
+    if not candidates:
+        raise OELError("no admissible commands to choose from")
+    prompt_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
+    out = model(prompt_ids, use_cache=True)
+    cache = out.past_key_values
+    first_logits = out.logits[:, -1:, :]  # predicts the first candidate token
+    cand_ids = [tokenizer.encode(c, add_special_tokens=False) + end_ids for c in candidates]
+    n, width, plen = len(cand_ids), max(map(len, cand_ids)), prompt_ids.shape[1]
+    ids = torch.full((n, width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, c in enumerate(cand_ids):
+        ids[i, : len(c)] = torch.tensor(c)
+        mask[i, : len(c)] = 1
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    cache.batch_repeat_interleave(n)
+    attention = torch.cat([torch.ones((n, plen), dtype=torch.long, device=model.device), mask], dim=1)
+    positions = torch.arange(plen, plen + width, device=model.device).unsqueeze(0).expand(n, -1)
+    logits = model(ids, past_key_values=cache, attention_mask=attention, position_ids=positions).logits
+    logits = torch.cat([first_logits.expand(n, -1, -1), logits[:, :-1]], dim=1)
+    token_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return (token_logp * mask).sum(1) / mask.sum(1)
 
 
 def merge_adapter(model, adapter_dir: str | Path):

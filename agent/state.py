@@ -54,8 +54,9 @@ class Context:
     temperature: float = 1.0
     greedy: bool = False
     max_new_tokens: int = 48
-    knowledge: list[str] = field(default_factory=list)
-    """Knowledge put in the acting prompt. Empty when deploying: the policy plays from its weights."""
+    knowledge: list[str] | Callable[[str], list[str]] = field(default_factory=list)
+    """Knowledge put in the acting prompt: a fixed list, or a function of the situation text (retrieval).
+    Empty when deploying: the policy plays from its weights."""
     reflect: Callable[[State, "Context"], list[str]] | None = None
     """Called once when the episode is done; returns ids of stored knowledge. None skips reflection."""
     seed: int | None = None

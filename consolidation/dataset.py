@@ -1,9 +1,12 @@
-"""The distillation dataset: prefixes logged while deploying, each with the knowledge the teacher sees.
+"""The distillation dataset: prefixes logged while deploying, each with what the teacher sees.
 
-A record is {"prompt": the acting messages (no knowledge), "privileged_context": the knowledge block}.
-TRL's SDFT trainer builds the teacher prompt by putting the knowledge before the situation text
-(`teacher_prompt_template="{privileged_context}\\n\\n{prompt}"`), as DESIGN.md §1 asks.
-Prefixes whose game family has no knowledge are skipped: teacher and student would be identical.
+A record is {"prompt": the acting messages (no knowledge), "privileged_context": the teacher's extra
+text, "candidates": the admissible commands of that turn}. The teacher prompt puts the privileged
+context before the situation text (`distill.TEACHER_TEMPLATE`), as DESIGN.md §1 asks.
+
+The privileged context is either the knowledge retrieved for the situation (`Memory.retrieve`, the same
+call used when acting with memory), or, as the paper's baseline, raw trajectories of other games of the
+same family. Prefixes with nothing to add are skipped: teacher and student would be identical.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import json
 from pathlib import Path
 
 from agent.prompts import knowledge_block
+from memory.reflection import sanitize
 from memory.store import Memory
+
+TRAJECTORIES_HEADER = "Trajectories of earlier games (they may be incomplete):"
 
 
 def load_trajectories(paths: list[Path]) -> list[dict]:
@@ -24,19 +30,36 @@ def load_trajectories(paths: list[Path]) -> list[dict]:
     return episodes
 
 
-def build_dataset(episodes: list[dict], memory: Memory, k: int) -> tuple[list[dict], list[str]]:
-    """Return (records, ids of the knowledge used)."""
+def build_dataset(episodes: list[dict], memory: Memory, k: int, teacher_context: str = "knowledge",
+                  max_tokens: int = 512) -> tuple[list[dict], list[str]]:
+    """Return (records, ids of the knowledge used; empty for trajectories)."""
     records, used = [], []
     for episode in episodes:
+        others = [e for e in episodes if e["env"] == episode["env"] and e["id"] != episode["id"]]
         for turn in episode["turns"]:
             messages = turn["prefix"]
-            situation = messages[-1]["content"]
-            items = memory.retrieve(situation, env=episode["env"], k=k)
-            if not items:
-                continue
-            records.append({"prompt": messages, "privileged_context": knowledge_block([i.text for i in items])})
-            used += [i.id for i in items if i.id not in used]
+            if teacher_context == "trajectories":
+                context = trajectories_block(others, max_tokens)
+            else:
+                items = memory.retrieve(messages[-1]["content"], env=episode["env"], k=k, max_tokens=max_tokens)
+                context = knowledge_block([i.text for i in items])
+                used += [i.id for i in items if i.id not in used]
+            if context:
+                records.append({"prompt": messages, "privileged_context": context,
+                                "candidates": turn.get("admissible") or [turn["action"]]})
     return records, used
+
+
+def trajectories_block(episodes: list[dict], max_tokens: int) -> str:
+    """Raw play logs of other games, won games first, within the same ~4-characters-a-token budget."""
+    lines, budget = [], max_tokens * 4
+    for episode in sorted(episodes, key=lambda e: not e["won"]):
+        text = f"Game ({episode['outcome']}): " + "; ".join(
+            f"{t['action']} -> {sanitize(t['feedback'], 60)}" for t in episode["turns"])
+        if sum(map(len, lines)) + len(text) > budget:
+            break
+        lines.append(text)
+    return TRAJECTORIES_HEADER + "\n" + "\n".join(lines) if lines else ""
 
 
 def fingerprint(records: list[dict]) -> str:

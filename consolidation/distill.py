@@ -1,12 +1,15 @@
-"""On-policy context distillation with TRL's SDFT trainer, training a fresh LoRA adapter.
+"""Consolidation training: distil the knowledge a teacher sees into a fresh LoRA adapter.
 
-Checked against DESIGN.md §1 (trl 1.16.0, `trl.experimental.sdft`):
-- student = policy + fresh LoRA, sampling its own response to the prefix with no knowledge;
-- teacher = the same policy with the adapter disabled (`teacher_model_kind="base"`), i.e. frozen pi_r,
-  given the knowledge before the situation (`teacher_prompt_template`);
-- loss = reverse KL(student || teacher) over the student's top-k tokens (`distillation_alpha=1.0`,
-  `distillation_mode="topk_logits"`, k = 256), averaged over tokens;
-- one optimiser step per batch of fresh samples (`num_generations=1`, no gradient accumulation).
+Three trainers, all writing a PEFT LoRA adapter:
+- **tokens** (on-policy, generate mode): TRL's SDFT trainer. Checked against DESIGN.md §1 with trl 1.16.0:
+  the student (policy + fresh LoRA) samples its own response to the prefix with no knowledge; the teacher
+  is the same model with the adapter disabled (`teacher_model_kind="base"`, i.e. frozen pi_r) and sees the
+  knowledge before the situation (`teacher_prompt_template`); the loss is reverse KL(student || teacher)
+  on the student's top-k tokens (`distillation_alpha=1.0`, `distillation_mode="topk_logits"`, k=256),
+  averaged over tokens; one optimiser step per batch of fresh samples (`num_generations=1`).
+- **choices** (on-policy, choose mode): `ChoiceDistillTrainer`, reverse KL over the admissible commands.
+- **sft** (off-policy baseline): TRL's `SFTTrainer` on responses the teacher sampled with the knowledge
+  in context (in choose mode: the command the teacher picked).
 """
 
 from __future__ import annotations
@@ -19,76 +22,106 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import PrinterCallback, TrainerCallback
 
+from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
 from oel.config import OELConfig
 
 TEACHER_TEMPLATE = "{privileged_context}\n\n{prompt}"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+def objective(cfg: OELConfig) -> str:
+    """`tokens` or `choices`: `auto` follows the acting mode, so the student learns what it acts with."""
+    if cfg.distill_objective != "auto":
+        return cfg.distill_objective
+    return "choices" if cfg.action_mode == "choose" else "tokens"
+
+
 def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> dict:
-    """Train a LoRA adapter on `records` and save it to `output_dir`. Returns the training log."""
-    from datasets import Dataset
+    """Train a LoRA adapter on `records` and save it to `output_dir / "adapter"`. Returns the training log."""
     from peft import LoraConfig
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from trl.experimental.sdft import SDFTConfig, SDFTTrainer
-
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    args = SDFTConfig(
-        output_dir=str(output_dir / "trainer"),
-        per_device_train_batch_size=cfg.distill_batch_size,
-        gradient_accumulation_steps=1,
-        max_steps=cfg.distill_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="constant",
-        max_grad_norm=1.0,
-        num_generations=1,
-        max_completion_length=cfg.distill_max_new_tokens,
-        temperature=cfg.distill_temperature,
-        top_p=0.8,
-        top_k=20,
-        distillation_alpha=1.0,
-        distillation_mode="topk_logits",
-        distillation_topk=cfg.distill_topk,
-        teacher_model_kind="base",
-        teacher_prompt_template=TEACHER_TEMPLATE,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        use_cpu=not _cuda(),
-        seed=cfg.seed,
-        disable_tqdm=True,  # our DistillProgress bar replaces the trainer's dict printing
-    )
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
-                      target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
     # Exactly `distill_steps` batches: prefixes are cycled (in a seeded shuffle) when there are fewer than
-    # steps x batch. Each pass still samples fresh student responses, so every step stays on-policy.
+    # steps x batch. Each pass scores or samples afresh with the current student, so steps stay on-policy.
     needed = cfg.distill_steps * cfg.distill_batch_size
     order = random.Random(cfg.seed).sample(range(len(records)), len(records))
     rows = [records[order[i % len(order)]] for i in range(needed)]
-    trainer = SDFTTrainer(model=policy.model, args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=policy.tokenizer, peft_config=lora)
-    trainer.remove_callback(PrinterCallback)  # prints raw log dicts; DistillProgress shows the loss instead
-    trainer.add_callback(DistillProgress(cfg.distill_steps))
-    trainer.train()
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
+                      target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    common = dict(output_dir=str(output_dir / "trainer"), per_device_train_batch_size=cfg.distill_batch_size,
+                  gradient_accumulation_steps=1, max_steps=cfg.distill_steps, learning_rate=cfg.learning_rate,
+                  lr_scheduler_type="constant", max_grad_norm=1.0, report_to=[], save_strategy="no",
+                  logging_steps=1, use_cpu=not _cuda(), seed=cfg.seed,
+                  disable_tqdm=True)  # DistillProgress shows one bar instead
+    method = "sft" if cfg.distill_method == "sft" else objective(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "sft":
+            trainer = _sft_trainer(policy, rows, cfg, common, lora)
+        elif method == "choices":
+            trainer = _choice_trainer(policy, rows, cfg, common, lora)
+        else:
+            trainer = _sdft_trainer(policy, rows, cfg, common, lora)
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
+        trainer.add_callback(DistillProgress(cfg.distill_steps, method))
+        trainer.train()
     trainer.model.save_pretrained(str(output_dir / "adapter"))
-    return {"log": [{k: v for k, v in row.items()} for row in trainer.state.log_history]}
+    return {"method": method, "log": [dict(row) for row in trainer.state.log_history]}
+
+
+def _sdft_trainer(policy, rows, cfg, common, lora):
+    from datasets import Dataset
+    from trl.experimental.sdft import SDFTConfig, SDFTTrainer
+
+    args = SDFTConfig(**common, num_generations=1, max_completion_length=cfg.distill_max_new_tokens,
+                      temperature=cfg.distill_temperature, top_p=0.8, top_k=20, distillation_alpha=1.0,
+                      distillation_mode="topk_logits", distillation_topk=cfg.distill_topk,
+                      teacher_model_kind="base", teacher_prompt_template=TEACHER_TEMPLATE)
+    data = Dataset.from_list([{"prompt": r["prompt"], "privileged_context": r["privileged_context"]} for r in rows])
+    return SDFTTrainer(model=policy.model, args=args, train_dataset=data, processing_class=policy.tokenizer,
+                       peft_config=lora)
+
+
+def _choice_trainer(policy, rows, cfg, common, lora):
+    from peft import get_peft_model
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(**common, remove_unused_columns=False)
+    return ChoiceDistillTrainer(model=get_peft_model(policy.model, lora), args=args, train_dataset=rows,
+                                data_collator=lambda batch: batch, processing_class=policy.tokenizer,
+                                end_ids=policy.end_ids, temperature=cfg.temperature, teacher_template=TEACHER_TEMPLATE)
+
+
+def _sft_trainer(policy, rows, cfg, common, lora):
+    """Off-policy baseline: the frozen teacher (with knowledge) answers each prefix once; SFT on that."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    data = []
+    for row in tqdm(rows, desc="teacher samples", unit="prefix", leave=False):
+        prompt = policy.render(teacher_messages(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
+        if objective(cfg) == "choices":
+            answer = policy.choose(prompt, row["candidates"], cfg.temperature, cfg.greedy).command
+        else:
+            [(answer, _)] = policy.generate([prompt], cfg.distill_max_new_tokens, cfg.distill_temperature)
+        data.append({"prompt": row["prompt"], "completion": [{"role": "assistant", "content": answer}]})
+    args = SFTConfig(**common, completion_only_loss=True, max_length=2048)
+    return SFTTrainer(model=policy.model, args=args, train_dataset=Dataset.from_list(data),
+                      processing_class=policy.tokenizer, peft_config=lora)
 
 
 class DistillProgress(TrainerCallback):
-    """One tqdm bar for consolidation, with the current distillation loss."""
+    """One tqdm bar for consolidation, with the current loss."""
 
-    def __init__(self, total: int):
-        self.total = total
-        self.bar = None
+    def __init__(self, total: int, method: str):
+        self.total, self.method, self.bar = total, method, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bar = tqdm(total=self.total, desc="consolidate", unit="step", leave=False)
+        self.bar = tqdm(total=self.total, desc=f"consolidate ({self.method})", unit="step", leave=False)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is not None and logs and "loss" in logs:
-            self.bar.set_postfix(kl=f"{logs.get('sdft/distillation_loss', logs['loss']):.4f}")
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:

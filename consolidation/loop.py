@@ -1,21 +1,30 @@
 """The online loop: each round plays, reflects, consolidates, gates and prunes (DESIGN.md §1).
 
 Run directory layout (every artifact says what made it):
-    config.json                 the settings of this run
-    games.json                  train and held-out game files (disjoint seeds)
+    config.json                   the settings of this run
+    games.json                    train and held-out game files (disjoint seeds)
     trajectories/round_<r>.jsonl  every episode of round r, with every turn's prefix
-    memory/                     the Chroma knowledge memory
-    checkpoints/v<n>/           LoRA adapter + manifest.json (parent, status, knowledge_ids, eval, config)
-    reports/rounds.jsonl        one row per round; reports/learning_curve.png
+    memory/                       the Chroma knowledge memory
+    checkpoints/v<n>/             LoRA adapter + manifest.json (parent, status, knowledge_ids, eval, config)
+    reports/rounds.jsonl          one row per round; reports/learning_curve.png
 
-Round 0 of the report is the starting policy evaluated on the held-out games. Row r is the policy in
-force after round r: the new checkpoint if the gate promoted it, else the previous one. A finished
-round is never redone: running the loop again continues after the last recorded round.
+Round 0 of the report is the starting policy on the held-out games. Row r is the policy in force after
+round r: the new checkpoint if the gate promoted it, else the previous one.
+
+Resuming: progress is read back from the artifacts themselves, stage by stage, so a run killed at any
+point continues where it stopped, with nothing lost or done twice:
+- play: games already in round_<r>.jsonl are not replayed; knowledge written by an episode that was cut
+  off before it was logged is archived (kept, but out of use), since that game is played again;
+- consolidate and gate: a checkpoint whose manifest names round r means both are done (checkpoints are
+  written atomically, so a half-trained one never counts);
+- prune: marking items consolidated is idempotent, so it is simply done again;
+- the round is finished once its row is in reports/rounds.jsonl.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,10 +39,13 @@ from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
 from consolidation.evaluate import evaluate
 from consolidation.report import plot_rounds, read_rounds, rounds_table
+from memory.lock import DirectoryLock
 from memory.reflection import make_reflector
 from memory.store import Memory
 from oel.config import OELConfig
 from oel.errors import OELError
+
+EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
 
 
 def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
@@ -50,7 +62,16 @@ def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
             k = changed[0]
             raise OELError(f"{run_dir} was made with {k}={saved.get(k)!r}, not {getattr(cfg, k)!r}; "
                            "use the same settings to continue it, or a new --run-dir")
-    path.write_text(json.dumps(cfg.to_dict(), indent=2))
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+    tmp.replace(path)
+
+
+def load_run_config(run_dir: Path) -> OELConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise OELError(f"{run_dir} is not a run directory (no config.json): run `oel loop --run-dir {run_dir}` first")
+    return OELConfig.from_file(path)
 
 
 def prepare_games(cfg: OELConfig, run_dir: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
@@ -68,6 +89,11 @@ def open_memory(cfg: OELConfig, run_dir: Path, read_only: bool = False) -> Memor
     return Memory(path=run_dir / "memory", url=cfg.memory_url, read_only=read_only)
 
 
+def consolidation_lock(run_dir: Path) -> DirectoryLock:
+    """Only one consolidation per run directory at a time, whichever command started it."""
+    return DirectoryLock(run_dir / "consolidate.lock", f"consolidation of {run_dir}")
+
+
 def load_policy(cfg: OELConfig, registry: Registry, version: str | None) -> Policy:
     name = f"{cfg.model}+{version}" if version else cfg.model
     return Policy.load(cfg.model, adapters=registry.lineage(version), name=name)
@@ -80,8 +106,6 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
     prepare_run_dir(cfg, run_dir)
     train, heldout = prepare_games(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
-    rows_path = run_dir / "reports" / "rounds.jsonl"
-    rows_path.parent.mkdir(parents=True, exist_ok=True)
     rows = read_rounds(run_dir)
 
     with open_memory(cfg, run_dir) as memory:
@@ -89,83 +113,158 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
         policy = load_policy(cfg, registry, current)
         if not rows:
             console.print(f"[bold]round 0[/]: evaluating {policy.name} on {len(heldout)} held-out games")
-            base_eval = evaluate(policy, heldout, cfg, desc="eval round 0")
-            rows.append(_append_row(rows_path, 0, policy.name, base_eval, memory, "-"))
+            rows.append(append_row(run_dir, 0, policy.name, summary(evaluate(policy, heldout, cfg, desc="eval round 0")),
+                                   memory, "-"))
         for r in range(len(rows), cfg.rounds + 1):
-            console.print(f"[bold]round {r}[/]: playing {len(train)} train games with {policy.name}")
-            log_path = run_dir / "trajectories" / f"round_{r}.jsonl"
-            log_path.unlink(missing_ok=True)  # an interrupted round is replayed from its start
-            episodes = play_games(policy, train, cfg, log_path, r,
-                                  reflect=make_reflector(policy, memory, cfg, created_by=policy.name),
-                                  desc=f"play round {r}")
-            won = sum(e["won"] for e in episodes)
-            console.print(f"  train: won {won}/{len(episodes)}; memory holds {memory.count('active')} active items")
-            policy, current, gate, evaluation = consolidate_round(cfg, run_dir, registry, memory, policy, current,
-                                                                  heldout, rows[-1], r, console)
-            rows.append(_append_row(rows_path, r, policy.name, evaluation, memory, gate))
+            episodes = play_round(cfg, run_dir, policy, memory, train, r, console)
+            console.print(f"  train: won {sum(e['won'] for e in episodes)}/{len(episodes)}; "
+                          f"memory holds {memory.count('active')} active items")
+            done = [m for m in registry.manifests() if m.get("round") == r]
+            if done:
+                manifest = done[-1]
+                console.print(f"  {manifest['version']} was already trained and gated this round: {manifest['status']}")
+            else:
+                records, knowledge_ids = build_dataset(episodes, memory, cfg.retrieve_k, cfg.teacher_context)
+                manifest = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
+                                       current_eval(registry, rows), heldout, r, console)
+            if manifest and manifest["status"] == "promoted":
+                memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])
+                current = manifest["version"]
+                policy = load_policy(cfg, registry, current)
+                evaluation, gate = manifest["eval"]["after"], f"promoted {current}"
+            else:
+                evaluation = current_eval(registry, rows)
+                gate = f"rejected {manifest['version']}" if manifest else "skipped: no knowledge"
+            rows.append(append_row(run_dir, r, policy.name, evaluation, memory, gate))
     console.print(rounds_table(rows))
     png = plot_rounds(rows, run_dir / "reports" / "learning_curve.png")
     console.print(f"learning curve: {png}\nrun directory: {run_dir}")
     return rows
 
 
-def consolidate_round(cfg: OELConfig, run_dir: Path, registry: Registry, memory: Memory, policy: Policy,
-                      current: str | None, heldout: list[tuple[Path, str]], parent_row: dict, r: int,
-                      console: Console):
-    """Distil this round's prefixes plus memory into a new adapter, gate it, promote or reject, prune.
+def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, train: list[tuple[Path, str]],
+               r: int, console: Console) -> list[dict]:
+    """Play this round's train games that are not logged yet; return all of the round's episodes."""
+    log_path = run_dir / "trajectories" / f"round_{r}.jsonl"
+    logged = load_trajectories([log_path])
+    played = {e["game"] for e in logged}
+    # Items written by an episode that was cut off before it was logged: that game is played again.
+    logged_ids = {e["id"] for e in logged}
+    orphans = [i.id for i in memory.list("active", round=r) if i.source not in logged_ids]
+    if orphans:
+        memory.archive(orphans)
+        console.print(f"  archived {len(orphans)} items from an interrupted episode")
+    todo = [(i, g) for i, g in enumerate(train) if str(g[0]) not in played]
+    if todo:
+        console.print(f"[bold]round {r}[/]: playing {len(todo)} train games with {policy.name}"
+                      + (f" ({len(played)} already played)" if played else ""))
+    reflect = make_reflector(policy, memory, cfg, created_by=policy.name)
+    for i, game in todo:  # one at a time, so each game keeps its own seed however the run was interrupted
+        logged += play_games(policy, [game], cfg, r, seed_base=cfg.seed * 7919 + r * 101 + i, log_path=log_path,
+                             reflect=reflect, desc=f"play round {r} game {i + 1}/{len(train)}")
+    return logged
 
-    Returns (policy in force, its version, gate verdict, its held-out evaluation).
+
+def current_eval(registry: Registry, rows: list[dict]) -> dict | None:
+    """Held-out evaluation of the policy in force: its checkpoint's, or the base model's (round 0)."""
+    current = registry.current()
+    if current:
+        return registry.manifest(current)["eval"]["after"]
+    return {k: rows[0][k] for k in EVAL_KEYS} if rows else None
+
+
+def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list[dict], knowledge_ids: list[str],
+                current: str | None, parent: dict, heldout: list[tuple[Path, str]], r: int,
+                console: Console) -> dict | None:
+    """Distil the dataset into a new adapter, gate it on held-out games, and write the checkpoint.
+
+    `parent` holds the current policy's held-out evaluation (EVAL_KEYS). Returns the manifest, or None if
+    there was nothing to teach. Pruning is the caller's, and happens only after a promotion.
     """
-    episodes = load_trajectories([run_dir / "trajectories" / f"round_{r}.jsonl"])
-    records, knowledge_ids = build_dataset(episodes, memory, cfg.retrieve_k)
-    parent_eval = {k: parent_row[k] for k in ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")}
     if not records:
-        console.print("  no knowledge for these games yet: nothing to consolidate this round")
-        return policy, current, "skipped: no knowledge", _as_eval(parent_row)
+        console.print("  no knowledge for these games yet: nothing to consolidate")
+        return None
     version = registry.next_version()
-    console.print(f"  consolidating {len(records)} prefixes with {len(knowledge_ids)} knowledge items -> {version}")
-    started = time.time()
-    with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
-        student = load_policy(cfg, registry, current)  # a fresh copy: LoRA is injected into it in place
-        training = distill(student, records, cfg, Path(tmp))
-        del student
-        distill_s = time.time() - started
-        candidate = Policy.load(cfg.model, adapters=[*registry.lineage(current), Path(tmp) / "adapter"],
-                                name=f"{cfg.model}+{version}")
-        evaluation = evaluate(candidate, heldout, cfg, desc=f"eval {version}")
-        promoted = evaluation["success"] >= parent_row["success_no_memory"] - cfg.gate_tolerance
-        manifest = {
-            "version": version, "parent": current, "status": "promoted" if promoted else "rejected",
-            "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "knowledge_ids": knowledge_ids, "dataset": {"fingerprint": fingerprint(records), "prefixes": len(records)},
-            "eval": {"before": parent_eval, "after": _summary(evaluation)},
-            "training": training, "timings": {"distill_s": round(distill_s, 1),
-                                              "eval_s": round(time.time() - started - distill_s, 1)},
-            "config": cfg.to_dict(),
-        }
-        registry.write(Path(tmp) / "adapter", manifest)
-    verdict = (f"promoted {version}" if promoted else f"rejected {version}")
-    console.print(f"  gate: {evaluation['success']:.1%} vs parent {parent_row['success_no_memory']:.1%} -> {verdict}")
-    if not promoted:
-        return policy, current, verdict, _as_eval(parent_row)
-    # Prune only after promotion: the absorbed items leave the active set, archived with provenance.
-    memory.mark_consolidated(knowledge_ids, version)
-    return candidate, version, verdict, evaluation
+    console.print(f"  consolidating {len(records)} prefixes with {len(knowledge_ids) or 'raw-trajectory'} "
+                  f"knowledge into {version}")
+    with consolidation_lock(run_dir):
+        started = time.time()
+        for stale in run_dir.glob(".consolidate-*"):  # left by a run killed mid-training
+            shutil.rmtree(stale, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix=".consolidate-", dir=run_dir) as tmp:
+            student = load_policy(cfg, registry, current)  # a fresh copy: LoRA is injected into it in place
+            training = distill(student, records, cfg, Path(tmp))
+            del student
+            distill_s = time.time() - started
+            candidate = Policy.load(cfg.model, adapters=[*registry.lineage(current), Path(tmp) / "adapter"],
+                                    name=f"{cfg.model}+{version}")
+            after = summary(evaluate(candidate, heldout, cfg, desc=f"eval {version}"))
+            promoted = after["success_no_memory"] >= parent["success_no_memory"] - cfg.gate_tolerance
+            manifest = {
+                "version": version, "parent": current, "status": "promoted" if promoted else "rejected",
+                "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "knowledge_ids": knowledge_ids,
+                "dataset": {"fingerprint": fingerprint(records), "prefixes": len(records),
+                            "teacher_context": cfg.teacher_context},
+                "eval": {"before": {k: parent[k] for k in EVAL_KEYS}, "after": after},
+                "gate": {"tolerance": cfg.gate_tolerance,
+                         "reason": f"held-out success {after['success_no_memory']:.1%} vs parent "
+                                   f"{parent['success_no_memory']:.1%} - {cfg.gate_tolerance:.1%}"},
+                "training": training,
+                "timings": {"distill_s": round(distill_s, 1), "eval_s": round(time.time() - started - distill_s, 1)},
+                "config": cfg.to_dict(),
+            }
+            registry.write(Path(tmp) / "adapter", manifest)
+    console.print(f"  gate: {manifest['gate']['reason']} -> {manifest['status']} {version}")
+    return manifest
 
 
-def _summary(evaluation: dict) -> dict:
+def summary(evaluation: dict) -> dict:
     return {"success_no_memory": evaluation["success"], "ci95": evaluation["ci95"], "steps": evaluation["steps"],
             "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"]}
 
 
-def _as_eval(row: dict) -> dict:
-    return {"success": row["success_no_memory"], "ci95": row["ci95"], "steps": row["steps"],
-            "tokens_per_episode": row["tokens_per_episode"], "n_games": row["n_games"]}
-
-
-def _append_row(path: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str) -> dict:
-    row = {"round": r, "policy": policy_name, **_summary(evaluation),
+def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str) -> dict:
+    row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS},
            "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"), "gate": gate}
+    path = run_dir / "reports" / "rounds.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(row) + "\n")
     return row
+
+
+def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dict | None:
+    """`oel consolidate`: distil everything logged so far with the active memory, once.
+
+    Idempotent: if the newest checkpoint was trained on exactly this dataset (same fingerprint), or there
+    is no active knowledge left, it does nothing. Returns the new manifest, or None.
+    """
+    console = console or Console()
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    registry = Registry(run_dir / "checkpoints")
+    games_file = run_dir / "games.json"
+    if not games_file.is_file():
+        raise OELError(f"{games_file} is missing: run `oel play` or `oel loop` on {run_dir} to create it")
+    games = json.loads(games_file.read_text())
+    heldout = [(Path(g), f) for g, f in games["heldout"]]
+    episodes = load_trajectories(sorted((run_dir / "trajectories").glob("*.jsonl")))
+    if not episodes:
+        raise OELError(f"no trajectories in {run_dir}: play first (`oel play` or `oel loop`)")
+    with open_memory(cfg, run_dir) as memory:
+        records, knowledge_ids = build_dataset(episodes, memory, cfg.retrieve_k, cfg.teacher_context)
+        manifests = registry.manifests()
+        if records and manifests and manifests[-1]["dataset"]["fingerprint"] == fingerprint(records):
+            console.print(f"nothing new: {manifests[-1]['version']} was trained on exactly this data")
+            return None
+        current = registry.current()
+        parent = current_eval(registry, read_rounds(run_dir))
+        if parent is None and records:
+            console.print(f"evaluating the current policy on {len(heldout)} held-out games (no earlier result)")
+            parent = summary(evaluate(load_policy(cfg, registry, current), heldout, cfg, desc="eval parent"))
+        manifest = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, heldout,
+                               max(e["round"] for e in episodes), console)
+        if manifest and manifest["status"] == "promoted":
+            memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])
+        return manifest

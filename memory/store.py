@@ -135,6 +135,45 @@ class Memory:
         self._set_status(ids, "active", "")
         return ids
 
+    def archive(self, ids: list[str]) -> None:
+        """Take items out of use by hand (`oel memory prune`). They stay stored; `unarchive` brings them back."""
+        self._set_status([self.get(i).id for i in ids], "archived", "")
+
+    def unarchive(self, ids: list[str]) -> None:
+        self._set_status([self.get(i).id for i in ids], "active", "")
+
+    def delete(self, ids: list[str]) -> None:
+        """Hard delete. The only way an item is ever removed; the CLI asks for it explicitly."""
+        self._check_writable()
+        for i in ids:
+            self.get(i)  # a clear error for an unknown id, before anything is deleted
+        self._collection.delete(ids=list(ids))
+
+    def export(self) -> list[dict]:
+        """Every item with all its metadata, oldest first: the JSONL export format."""
+        return [item.to_dict() for item in self.list("all")]
+
+    def import_items(self, rows: list[dict]) -> tuple[int, int]:
+        """Insert exported items exactly as they were (same ids, metadata, status; no merging).
+
+        Items whose id is already present are skipped. Returns (added, skipped).
+        """
+        self._check_writable()
+        fields = set(Item.__dataclass_fields__)
+        items = []
+        for n, row in enumerate(rows, 1):
+            missing = fields - set(row)
+            if missing:
+                raise OELError(f"import row {n} lacks {', '.join(sorted(missing))}")
+            items.append(_item(row["id"], row["text"], row))
+        present = set(self._collection.get(ids=[i.id for i in items], include=[])["ids"]) if items else set()
+        new = [i for i in items if i.id not in present]
+        if new:
+            metas = [{k: v for k, v in i.to_dict().items() if k not in ("id", "text")} for i in new]
+            self._collection.add(ids=[i.id for i in new], documents=[i.text for i in new],
+                                 embeddings=embed([i.text for i in new]), metadatas=metas)
+        return len(new), len(items) - len(new)
+
     def _set_status(self, ids: list[str], status: Status, version: str) -> None:
         self._check_writable()
         if not ids:
@@ -150,26 +189,58 @@ class Memory:
             raise OELError(f"no memory item {item_id!r}")
         return _item(got["ids"][0], got["documents"][0], got["metadatas"][0])
 
-    def list(self, status: str = "active", env: str | None = None) -> list[Item]:
-        got = self._collection.get(where=_filter(status, env), include=["documents", "metadatas"])
+    def list(self, status: str = "active", env: str | None = None, round: int | None = None,
+             min_support: int | None = None) -> list[Item]:
+        """Items matching every filter given, oldest first."""
+        got = self._collection.get(where=_filter(status, env, round, min_support), include=["documents", "metadatas"])
         items = [_item(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
         return sorted(items, key=lambda it: (it.created_at, it.id))
 
-    def search(self, text: str, k: int = 5, status: str = "active", env: str | None = None) -> list[tuple[Item, float]]:
+    def stats(self) -> dict:
+        """Counts by status and by env, and the total support."""
+        items = self.list("all")
+        by_env: dict[str, dict[str, int]] = {}
+        for item in items:
+            by_env.setdefault(item.env, dict.fromkeys(STATUSES, 0))[item.status] += 1
+        return {"where": self.where, "items": len(items),
+                "by_status": {s: sum(i.status == s for i in items) for s in STATUSES},
+                "by_env": by_env, "support": sum(i.support for i in items)}
+
+    def search(self, text: str, k: int = 5, status: str = "active", env: str | None = None,
+               round: int | None = None, min_support: int | None = None) -> list[tuple[Item, float]]:
         """Nearest items to `text`, with their cosine distance."""
+        where = _filter(status, env, round, min_support)
         if self.count(status, env) == 0:
             return []
-        got = self._collection.query(query_embeddings=embed([text]), n_results=k, where=_filter(status, env),
+        got = self._collection.query(query_embeddings=embed([text]), n_results=k, where=where,
                                      include=["documents", "metadatas", "distances"])
         return [(_item(i, d, m), dist) for i, d, m, dist in
                 zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])]
 
-    def retrieve(self, situation: str, env: str, k: int) -> list[Item]:
-        """Top-k active items of an env for a situation: what the consolidation teacher (or an agent) sees."""
-        return [item for item, _ in self.search(situation, k, "active", env)]
+    def retrieve(self, situation: str, env: str, k: int, max_tokens: int = 512) -> list[Item]:
+        """Top-k active items of an env for a situation, nearest first, within a token budget.
+
+        The one function behind acting with memory and the consolidation teacher, so both see the same
+        knowledge. Tokens are estimated as characters / 4 (MiniLM and SmolLM2 both average ~4 characters
+        per English token), which keeps this independent of the policy's tokenizer.
+        """
+        chosen, used = [], 0
+        for item, _ in self.search(situation, k, "active", env):
+            cost = len(item.text) // 4 + 1
+            if used + cost > max_tokens:
+                break
+            chosen.append(item)
+            used += cost
+        return chosen
+
+    def as_retriever(self, env: str | None = None, k: int = 4):
+        """A LangChain retriever over the active items (optionally of one env)."""
+        from memory.retriever import MemoryRetriever
+
+        return MemoryRetriever(memory=self, env=env, k=k)
 
     def count(self, status: str = "active", env: str | None = None) -> int:
-        where = _filter(status, env)
+        where = _filter(status, env, None, None)
         return len(self._collection.get(where=where, include=[])["ids"]) if where else self._collection.count()
 
     def close(self) -> None:
@@ -188,10 +259,12 @@ class Memory:
             raise OELError("memory was opened read-only")
 
 
-def _filter(status: str, env: str | None) -> dict | None:
+def _filter(status: str, env: str | None, round: int | None = None, min_support: int | None = None) -> dict | None:
     if status != "all" and status not in STATUSES:
         raise OELError(f"unknown status {status!r}; use one of {', '.join(STATUSES)} or all")
     clauses = ([{"status": status}] if status != "all" else []) + ([{"env": env}] if env else [])
+    clauses += [{"round": round}] if round is not None else []
+    clauses += [{"support": {"$gte": min_support}}] if min_support is not None else []
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}

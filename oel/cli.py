@@ -72,29 +72,69 @@ def loop(
 def play(
     run_dir: Path = RunDir,
     config: Optional[Path] = ConfigFile,
-    games: int = typer.Option(4, "--games", help="How many train games to play."),
-    model: Optional[str] = typer.Option(None, help="Model to play with."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="choose or generate."),
+    games: int = typer.Option(4, "--games", help="How many of the run's train games to play."),
+    model: Optional[str] = typer.Option(None, help="Model to play with (new run directories only)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="choose or generate (new run directories only)."),
     reflect: bool = typer.Option(True, help="Write knowledge into the memory after each game."),
 ):
     """Play train games with the current policy, log trajectories and reflect into memory."""
-    cfg = load_config(config, model=model, action_mode=mode, train_games=games)
+    from consolidation.loop import load_run_config
+
+    if (run_dir / "config.json").is_file():
+        cfg = load_run_config(run_dir)  # an existing run keeps its own settings
+    else:
+        cfg = load_config(config, model=model, action_mode=mode, train_games=games)
     _quiet()
+    from agent.policy import check_model
     from agent.rollout import play_games
     from consolidation.checkpoints import Registry
     from consolidation.loop import load_policy, open_memory, prepare_games, prepare_run_dir
     from memory.reflection import make_reflector
 
+    check_model(cfg.model)
     prepare_run_dir(cfg, run_dir)
     train, _ = prepare_games(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
     policy = load_policy(cfg, registry, registry.current())
     with open_memory(cfg, run_dir) as memory:
         reflector = make_reflector(policy, memory, cfg, policy.name) if reflect else None
-        episodes = play_games(policy, train, cfg, run_dir / "trajectories" / "play.jsonl", round=-1, reflect=reflector)
+        episodes = play_games(policy, train[:games], cfg, round=0, seed_base=cfg.seed * 7919,
+                              log_path=run_dir / "trajectories" / "play.jsonl", reflect=reflector)
         for e in episodes:
             console.print(f"{Path(e['game']).name}: {e['outcome']} in {e['steps']} steps, score {e['score']}/{e['max_score']}")
         console.print(f"won {sum(e['won'] for e in episodes)}/{len(episodes)}; memory: {memory.count('active')} active items")
+
+
+@app.command()
+def consolidate(run_dir: Path = RunDir):
+    """Distil the logged prefixes and the active memory into a new checkpoint, once; gate and prune.
+
+    Idempotent: does nothing if the newest checkpoint was trained on exactly this data. A lock keeps two
+    consolidations of one run from running at once.
+    """
+    _quiet()
+    from consolidation.loop import consolidate_once
+
+    manifest = consolidate_once(run_dir, console)
+    if manifest is None:
+        console.print("no new checkpoint")
+
+
+@app.command()
+def schedule(
+    run_dir: Path = RunDir,
+    cron: Optional[str] = typer.Option(None, help="Crontab expression, e.g. '0 3 * * *' (03:00 daily)."),
+    every: Optional[str] = typer.Option(None, help="Interval: 30s, 15m, 6h or 1d."),
+    when_items: Optional[int] = typer.Option(None, help="Consolidate once the memory holds this many active items."),
+    check_every: str = typer.Option("60s", help="With --when-items: how often to count the items."),
+    max_runs: Optional[int] = typer.Option(None, help="Stop after this many consolidation attempts."),
+):
+    """Run `oel consolidate` on a schedule (APScheduler). A failed run is logged and the schedule goes on."""
+    _quiet()
+    from consolidation.schedule import run_schedule
+
+    run_schedule(run_dir, cron=cron, every=every, when_items=when_items, check_every=check_every,
+                 max_runs=max_runs, console=console)
 
 
 @app.command()
@@ -106,12 +146,24 @@ def report(run_dir: Path = RunDir):
         raise OELError(f"no rounds recorded in {run_dir}: run `oel loop --run-dir {run_dir}` first")
 
 
-def _memory(run_dir: Path):
+def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False):
+    """The run's memory: its own Chroma server if the run uses one, else the directory under the run."""
     from consolidation.loop import open_memory
 
     cfg_path = run_dir / "config.json"
     cfg = OELConfig.from_file(cfg_path) if cfg_path.is_file() else OELConfig()
-    return open_memory(cfg, run_dir, read_only=True)
+    if memory_url:
+        cfg.memory_url = memory_url
+    if write and not cfg.memory_url:
+        (run_dir / "memory").mkdir(parents=True, exist_ok=True)
+    return open_memory(cfg, run_dir, read_only=not write)
+
+
+MemoryUrl = typer.Option(None, "--memory-url", help="A Chroma server (http://host:port) instead of the run's memory.")
+Status = typer.Option("active", help="active, consolidated, archived or all.")
+EnvFilter = typer.Option(None, "--env", help="Only this game family, e.g. tw-coin_collector.")
+RoundFilter = typer.Option(None, "--round", help="Only items written in this round.")
+SupportFilter = typer.Option(None, "--min-support", help="Only items seen at least this often.")
 
 
 def _print_items(items, as_json: bool, distances=None) -> None:
@@ -132,21 +184,126 @@ def _print_items(items, as_json: bool, distances=None) -> None:
 
 
 @memory_app.command("list")
-def memory_list(run_dir: Path = RunDir, status: str = typer.Option("active", help="active, consolidated, archived or all."),
-                env: Optional[str] = typer.Option(None, help="Only this game family."), as_json: bool = AsJson):
+def memory_list(run_dir: Path = RunDir, status: str = Status, env: Optional[str] = EnvFilter,
+                round: Optional[int] = RoundFilter, min_support: Optional[int] = SupportFilter,
+                memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
     """List knowledge items with their metadata."""
-    with _memory(run_dir) as memory:
-        _print_items(memory.list(status, env), as_json)
+    with _memory(run_dir, memory_url) as memory:
+        _print_items(memory.list(status, env, round, min_support), as_json)
 
 
 @memory_app.command("search")
 def memory_search(text: str, run_dir: Path = RunDir, k: int = typer.Option(5, "-k", help="How many items."),
-                  status: str = typer.Option("active", help="active, consolidated, archived or all."),
-                  env: Optional[str] = typer.Option(None), as_json: bool = AsJson):
+                  status: str = Status, env: Optional[str] = EnvFilter, round: Optional[int] = RoundFilter,
+                  min_support: Optional[int] = SupportFilter, memory_url: Optional[str] = MemoryUrl,
+                  as_json: bool = AsJson):
     """Find the items nearest to TEXT."""
-    with _memory(run_dir) as memory:
-        found = memory.search(text, k, status, env)
+    with _memory(run_dir, memory_url) as memory:
+        found = memory.search(text, k, status, env, round, min_support)
         _print_items([i for i, _ in found], as_json, [d for _, d in found])
+
+
+@memory_app.command("show")
+def memory_show(item_id: str, run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
+    """Show one item and all its metadata."""
+    with _memory(run_dir, memory_url) as memory:
+        item = memory.get(item_id).to_dict()
+    if as_json:
+        print(json.dumps(item, indent=2))
+    else:
+        for key, value in item.items():
+            console.print(f"[bold]{key}[/]: {value}")
+
+
+@memory_app.command("stats")
+def memory_stats(run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
+    """Counts by status and by game family."""
+    with _memory(run_dir, memory_url) as memory:
+        stats = memory.stats()
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    table = Table(title=f"memory at {stats['where']}: {stats['items']} items, total support {stats['support']}")
+    table.add_column("env")
+    for status in stats["by_status"]:
+        table.add_column(status, justify="right")
+    for env, counts in sorted(stats["by_env"].items()):
+        table.add_row(env, *map(str, counts.values()))
+    table.add_row("[bold]all[/]", *map(str, stats["by_status"].values()))
+    console.print(table)
+
+
+@memory_app.command("export")
+def memory_export(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl):
+    """Write every item (all statuses, all metadata) to a JSONL file."""
+    with _memory(run_dir, memory_url) as memory:
+        rows = memory.export()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.replace(path)
+    console.print(f"exported {len(rows)} items to {path}")
+
+
+@memory_app.command("import")
+def memory_import(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl):
+    """Add the items of a JSONL export, keeping their ids and metadata; ids already present are skipped."""
+    if not path.is_file():
+        raise OELError(f"import file not found: {path}")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise OELError(f"{path} line {n} is not JSON: {err.msg}") from None
+    with _memory(run_dir, memory_url, write=True) as memory:
+        added, skipped = memory.import_items(rows)
+    console.print(f"imported {added} items, skipped {skipped} already present")
+
+
+@memory_app.command("delete")
+def memory_delete(item_ids: list[str], run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl,
+                  yes: bool = typer.Option(False, "--yes", help="Confirm the hard delete.")):
+    """Delete items for good. Prefer `prune`, which archives and can be undone."""
+    if not yes:
+        raise OELError("delete removes items for good: add --yes to confirm, or use `oel memory prune` to archive")
+    with _memory(run_dir, memory_url, write=True) as memory:
+        memory.delete(item_ids)
+    console.print(f"deleted {len(item_ids)} items")
+
+
+@memory_app.command("prune")
+def memory_prune(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDir,
+                 env: Optional[str] = EnvFilter, round: Optional[int] = RoundFilter,
+                 max_support: Optional[int] = typer.Option(None, help="Archive active items seen at most this often."),
+                 memory_url: Optional[str] = MemoryUrl):
+    """Archive active items (by id or by filter). They stay stored; `oel memory restore` brings them back."""
+    with _memory(run_dir, memory_url, write=True) as memory:
+        if item_ids:
+            ids = item_ids
+        elif env or round is not None or max_support is not None:
+            ids = [i.id for i in memory.list("active", env, round)
+                   if max_support is None or i.support <= max_support]
+        else:
+            raise OELError("name item ids, or a filter (--env, --round, --max-support), to prune")
+        memory.archive(ids)
+    console.print(f"archived {len(ids)} items")
+
+
+@memory_app.command("restore")
+def memory_restore(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDir,
+                   checkpoint: Optional[str] = typer.Option(None, help="Reactivate what this checkpoint absorbed."),
+                   memory_url: Optional[str] = MemoryUrl):
+    """Make items active again: archived ones by id, or everything consolidated into --checkpoint."""
+    with _memory(run_dir, memory_url, write=True) as memory:
+        if checkpoint:
+            ids = memory.restore(checkpoint)
+        elif item_ids:
+            memory.unarchive(item_ids)
+            ids = item_ids
+        else:
+            raise OELError("name item ids, or --checkpoint VERSION, to restore")
+    console.print(f"restored {len(ids)} items")
 
 
 @checkpoints_app.command("list")
@@ -168,6 +325,51 @@ def checkpoints_list(run_dir: Path = RunDir, as_json: bool = AsJson):
     console.print(table)
 
 
+@checkpoints_app.command("show")
+def checkpoints_show(version: str, run_dir: Path = RunDir, as_json: bool = AsJson):
+    """Show one checkpoint's manifest."""
+    from consolidation.checkpoints import Registry
+
+    manifest = Registry(run_dir / "checkpoints").manifest(version)
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+        return
+    for key in ("version", "parent", "status", "round", "base_model", "created_at", "dataset", "eval", "gate", "timings"):
+        console.print(f"[bold]{key}[/]: {manifest.get(key)}")
+    console.print(f"[bold]knowledge_ids[/]: {len(manifest['knowledge_ids'])} items")
+
+
+@checkpoints_app.command("promote")
+def checkpoints_promote(version: str, run_dir: Path = RunDir):
+    """Make VERSION the policy in force (overriding the gate) and prune the knowledge it absorbed."""
+    from consolidation.checkpoints import Registry
+    from consolidation.loop import load_run_config, open_memory
+
+    registry = Registry(run_dir / "checkpoints")
+    manifest = registry.manifest(version)
+    with open_memory(load_run_config(run_dir), run_dir) as memory:
+        registry.set_status(version, "promoted")
+        memory.mark_consolidated(manifest["knowledge_ids"], version)
+    console.print(f"{version} promoted; {len(manifest['knowledge_ids'])} items marked consolidated")
+
+
+@checkpoints_app.command("rollback")
+def checkpoints_rollback(run_dir: Path = RunDir):
+    """Retire the policy in force; its parent takes over and the knowledge it absorbed becomes active again."""
+    from consolidation.checkpoints import Registry
+    from consolidation.loop import load_run_config, open_memory
+
+    registry = Registry(run_dir / "checkpoints")
+    current = registry.current()
+    if current is None:
+        raise OELError(f"nothing to roll back in {run_dir}: the base model is in force")
+    with open_memory(load_run_config(run_dir), run_dir) as memory:
+        registry.set_status(current, "rolled_back")
+        restored = memory.restore(current)
+    console.print(f"{current} rolled back; now in force: {registry.current() or 'the base model'}; "
+                  f"{len(restored)} items active again")
+
+
 def main() -> None:
     """Entry point: one line per user error, no tracebacks."""
     try:
@@ -181,3 +383,7 @@ def main() -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

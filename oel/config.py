@@ -81,6 +81,14 @@ class OELConfig:
     """Length cap of the student's sampled responses during consolidation."""
     distill_temperature: float = 0.7
     """Sampling temperature of the student during consolidation (paper: 0.7)."""
+    distill_objective: Literal["auto", "tokens", "choices"] = "auto"
+    """`tokens`: reverse KL on the student's own sampled responses (TRL SDFT). `choices`: reverse KL over the
+    admissible commands. `auto` picks `choices` in choose mode and `tokens` in generate mode."""
+    distill_method: Literal["on_policy", "sft"] = "on_policy"
+    """`sft` is the off-policy baseline: supervised fine-tuning on the teacher's own samples."""
+    teacher_context: Literal["knowledge", "trajectories"] = "knowledge"
+    """What the teacher sees: retrieved knowledge items, or (baseline) raw trajectories of other games of
+    the same family."""
     gate_tolerance: float = 0.0
     """Promote the new checkpoint if its held-out success >= parent success - tolerance."""
 
@@ -102,6 +110,11 @@ class OELConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise OELError(f"config: {name} must be a positive number, got {value!r}")
+        for name, allowed in (("distill_objective", ("auto", "tokens", "choices")),
+                              ("distill_method", ("on_policy", "sft")),
+                              ("teacher_context", ("knowledge", "trajectories"))):
+            if getattr(self, name) not in allowed:
+                raise OELError(f"config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.merge_distance < 2:
             raise OELError(f"config: merge_distance must be in [0, 2), got {self.merge_distance!r}")
         if self.gate_tolerance < 0:

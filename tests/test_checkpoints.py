@@ -38,5 +38,12 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "ckpt" / "v1" / "manifest.json").write_text("{not json")
     with pytest.raises(OELError, match="corrupt"):
         reg.manifest("v1")
-    reg.set_status  # noqa: B018  (exists)
-    assert json.loads('{"ok": 1}')
+
+
+def test_set_status_rewrites_only_the_status(tmp_path):
+    reg = Registry(tmp_path / "ckpt")
+    reg.write(fake_adapter(tmp_path / "a1"), {"version": "v1", "parent": None, "status": "promoted", "eval": {"x": 1}})
+    reg.set_status("v1", "rejected")
+    manifest = json.loads((tmp_path / "ckpt" / "v1" / "manifest.json").read_text())
+    assert manifest == {"version": "v1", "parent": None, "status": "rejected", "eval": {"x": 1}}
+    assert reg.current() is None

@@ -30,3 +30,18 @@ def test_generate_mode_counts_invalid_outputs(tiny_policy, coin_game):
 def test_graph_is_a_runnable():
     assert hasattr(graph, "invoke") and hasattr(graph, "stream")
     assert {"reset", "act", "step", "reflect"} <= set(graph.get_graph().nodes)
+
+
+def test_acting_with_memory_retrieves_per_situation(tiny_policy, coin_game, tmp_path):
+    from agent.rollout import play_games
+    from memory.store import Memory
+    from oel.config import OELConfig
+
+    cfg = OELConfig(model="tiny", max_steps=2)
+    with Memory(tmp_path / "m") as memory:
+        memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="s", outcome="won",
+                   round=1, created_by="test")
+        [with_memory] = play_games(tiny_policy, [(coin_game, "tw-coin_collector")], cfg, 0, seed_base=0, memory=memory)
+        [without] = play_games(tiny_policy, [(coin_game, "tw-coin_collector")], cfg, 0, seed_base=0)
+    assert all("Take the coin as soon as you see it." in t["prefix"][-1]["content"] for t in with_memory["turns"])
+    assert not any("Take the coin" in t["prefix"][-1]["content"] for t in without["turns"])

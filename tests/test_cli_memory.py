@@ -1,0 +1,70 @@
+"""`oel memory ...` on a real Chroma memory, as a user would run it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memory.store import Memory
+
+OEL = str(Path(sys.executable).parent / "oel")
+ADD = dict(env="tw-coin_collector", source="ep-1", outcome="won", round=1, created_by="test")
+
+
+def oel(*args):
+    return subprocess.run([OEL, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    with Memory(tmp_path / "run" / "memory") as memory:
+        memory.add("Take the coin as soon as you see it.", **ADD)
+        memory.add("Unlock doors with the key you found.", **{**ADD, "env": "tw-treasure_hunter", "round": 2})
+    return tmp_path / "run"
+
+
+def test_read_commands_json(run_dir):
+    items = json.loads(oel("memory", "list", "--json", "--run-dir", str(run_dir)).stdout)
+    assert len(items) == 2
+    only = json.loads(oel("memory", "list", "--json", "--round", "2", "--run-dir", str(run_dir)).stdout)
+    assert [i["env"] for i in only] == ["tw-treasure_hunter"]
+    found = json.loads(oel("memory", "search", "coins", "-k", "1", "--json", "--run-dir", str(run_dir)).stdout)
+    assert found[0]["text"].startswith("Take the coin") and "distance" in found[0]
+    shown = json.loads(oel("memory", "show", found[0]["id"], "--json", "--run-dir", str(run_dir)).stdout)
+    assert shown["id"] == found[0]["id"]
+    stats = json.loads(oel("memory", "stats", "--json", "--run-dir", str(run_dir)).stdout)
+    assert stats["by_status"]["active"] == 2
+
+
+def test_export_import_prune_restore_delete(run_dir, tmp_path):
+    export = tmp_path / "mem.jsonl"
+    assert oel("memory", "export", str(export), "--run-dir", str(run_dir)).returncode == 0
+    other = tmp_path / "other"
+    assert oel("memory", "import", str(export), "--run-dir", str(other)).returncode == 0
+    again = tmp_path / "again.jsonl"
+    oel("memory", "export", str(again), "--run-dir", str(other))
+    assert again.read_text() == export.read_text()
+
+    ids = [json.loads(line)["id"] for line in export.read_text().splitlines()]
+    assert oel("memory", "prune", "--env", "tw-coin_collector", "--run-dir", str(run_dir)).returncode == 0
+    archived = json.loads(oel("memory", "list", "--status", "archived", "--json", "--run-dir", str(run_dir)).stdout)
+    assert len(archived) == 1
+    assert oel("memory", "restore", archived[0]["id"], "--run-dir", str(run_dir)).returncode == 0
+
+    refused = oel("memory", "delete", ids[0], "--run-dir", str(run_dir))
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert oel("memory", "delete", ids[0], "--yes", "--run-dir", str(run_dir)).returncode == 0
+    left = json.loads(oel("memory", "list", "--status", "all", "--json", "--run-dir", str(run_dir)).stdout)
+    assert [i["id"] for i in left] == ids[1:]
+
+
+def test_bad_import_file_and_locked_memory(run_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "k-1"}\nnot json\n')
+    done = oel("memory", "import", str(bad), "--run-dir", str(run_dir))
+    assert done.returncode == 1 and "line 2 is not JSON" in done.stderr
+    with Memory(run_dir / "memory"):  # another writer holds the memory
+        done = oel("memory", "prune", "--env", "tw-coin_collector", "--run-dir", str(run_dir))
+    assert done.returncode == 1 and "locked by pid" in done.stderr and len(done.stderr.strip().splitlines()) == 1

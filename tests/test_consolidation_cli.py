@@ -1,0 +1,128 @@
+"""Consolidation as a user runs it: `oel loop` killed and resumed, `oel consolidate`, `oel schedule`,
+`oel checkpoints ...`, and `accelerate launch`. A tiny random model keeps it fast; TextWorld, Chroma and
+TRL are real. The memory is seeded by hand because a random model writes no usable knowledge."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memory.store import Memory
+
+BIN = Path(sys.executable).parent
+OEL = str(BIN / "oel")
+
+
+def oel(*args, timeout=600):
+    return subprocess.run([OEL, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def make_run(tmp_path, tiny_model_dir, rounds=1, train_games=3):
+    config = tmp_path / "tiny.toml"
+    config.write_text(f'model = "{tiny_model_dir}"\nchallenges = ["tw-coin_collector:1"]\ntrain_games = {train_games}\n'
+                      f"heldout_games = 2\nmax_steps = 3\nrounds = {rounds}\ndistill_steps = 2\ndistill_batch_size = 2\n"
+                      "reflection_max_new_tokens = 8\n")
+    run_dir = tmp_path / "run"
+    with Memory(run_dir / "memory") as memory:
+        for text in ("Take the coin as soon as you see it.", "Go through every unblocked exit to explore."):
+            memory.add(text, env="tw-coin_collector", source="seed", outcome="won", round=0, created_by="hand")
+    return config, run_dir
+
+
+def lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def kill_when(proc, ready, limit=300):
+    deadline = time.time() + limit
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("stage", ["play", "consolidate"])
+def test_loop_killed_mid_stage_resumes_without_loss_or_duplicates(tmp_path, tiny_model_dir, stage):
+    config, run_dir = make_run(tmp_path, tiny_model_dir, rounds=2)
+    args = [OEL, "loop", "--config", str(config), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = run_dir / "trajectories" / "round_1.jsonl"
+    if stage == "play":
+        ready = lambda: log.is_file() and len(lines(log)) >= 1  # noqa: E731
+    else:
+        ready = lambda: any(run_dir.glob(".consolidate-*/trainer"))  # noqa: E731
+    assert kill_when(proc, ready), "the loop finished before it could be killed"
+
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = lines(run_dir / "reports" / "rounds.jsonl")
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    for r in (1, 2):
+        episodes = lines(run_dir / "trajectories" / f"round_{r}.jsonl")
+        assert len(episodes) == 3 and len({e["game"] for e in episodes}) == 3  # none lost, none twice
+    manifests = json.loads(oel("checkpoints", "list", "--json", "--run-dir", str(run_dir)).stdout)
+    assert sorted(m["round"] for m in manifests) == [1, 2]  # one checkpoint per round, no half-written one
+    assert not list(run_dir.glob(".consolidate-*")) and not list((run_dir / "checkpoints").glob(".tmp-*"))
+    items = json.loads(oel("memory", "list", "--status", "all", "--json", "--run-dir", str(run_dir)).stdout)
+    sources = {e["id"] for r in (1, 2) for e in lines(run_dir / "trajectories" / f"round_{r}.jsonl")} | {"seed"}
+    assert all(i["source"] in sources or i["status"] == "archived" for i in items)
+    assert len([i for i in items if i["source"] == "seed"]) == 2
+
+
+def test_consolidate_is_idempotent_locked_and_checkpoints_roll_back(tmp_path, tiny_model_dir):
+    config, run_dir = make_run(tmp_path, tiny_model_dir)
+    assert oel("play", "--config", str(config), "--run-dir", str(run_dir), "--games", "2", "--no-reflect").returncode == 0
+
+    from memory.lock import DirectoryLock
+
+    with DirectoryLock(run_dir / "consolidate.lock", "test"):
+        held = oel("consolidate", "--run-dir", str(run_dir))
+    assert held.returncode == 1 and "locked by pid" in held.stderr
+
+    first = oel("consolidate", "--run-dir", str(run_dir))
+    assert first.returncode == 0, first.stderr[-2000:]
+    [manifest] = json.loads(oel("checkpoints", "list", "--json", "--run-dir", str(run_dir)).stdout)
+    assert manifest["version"] == "v1" and len(manifest["knowledge_ids"]) == 2
+    assert json.loads(oel("checkpoints", "show", "v1", "--json", "--run-dir", str(run_dir)).stdout) == manifest
+
+    again = oel("consolidate", "--run-dir", str(run_dir))
+    assert again.returncode == 0
+    assert len(json.loads(oel("checkpoints", "list", "--json", "--run-dir", str(run_dir)).stdout)) == 1
+
+    assert oel("checkpoints", "promote", "v1", "--run-dir", str(run_dir)).returncode == 0
+    active = json.loads(oel("memory", "list", "--json", "--run-dir", str(run_dir)).stdout)
+    assert active == []
+    rolled = oel("checkpoints", "rollback", "--run-dir", str(run_dir))
+    assert rolled.returncode == 0 and "base model" in rolled.stdout
+    assert len(json.loads(oel("memory", "list", "--json", "--run-dir", str(run_dir)).stdout)) == 2
+    nothing = oel("checkpoints", "rollback", "--run-dir", str(run_dir))
+    assert nothing.returncode == 1 and "nothing to roll back" in nothing.stderr
+
+
+def test_schedule_survives_a_failed_run(tmp_path, tiny_model_dir):
+    config, run_dir = make_run(tmp_path, tiny_model_dir)
+    oel("play", "--config", str(config), "--run-dir", str(run_dir), "--games", "1", "--no-reflect")
+    (run_dir / "games.json").rename(run_dir / "games.json.bak")  # every run now fails
+    done = oel("schedule", "--every", "1s", "--max-runs", "2", "--run-dir", str(run_dir), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("failed") == 2  # both attempts ran: the first failure did not stop it
+    bad = oel("schedule", "--cron", "not a cron", "--run-dir", str(run_dir))
+    assert bad.returncode == 1 and "cron" in bad.stderr
+
+
+def test_accelerate_launch_single_cpu_process(tmp_path, tiny_model_dir):
+    config, run_dir = make_run(tmp_path, tiny_model_dir)
+    oel("play", "--config", str(config), "--run-dir", str(run_dir), "--games", "1", "--no-reflect")
+    done = subprocess.run([str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "-m", "oel.cli", "consolidate", "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run_dir / "checkpoints" / "v1" / "manifest.json").is_file()
