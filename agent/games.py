@@ -19,7 +19,9 @@ from tqdm import tqdm
 from oel.errors import OELError
 
 HELDOUT_SEED_OFFSET = 10_000
-KNOWN_CHALLENGES = ("tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
+TEXTWORLD_CHALLENGES = ("tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
+ARENA_CHALLENGES = ("ta-frozenlake", "ta-sokoban")
+KNOWN_CHALLENGES = TEXTWORLD_CHALLENGES + ARENA_CHALLENGES
 
 
 def default_cache_dir() -> Path:
@@ -61,6 +63,27 @@ class GameSpec:
         return [self.challenge, "--level", str(self.level or 1), "--seed", str(self.seed)]
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0-9' -> 0..9; '1,5,7' -> [1, 5, 7]; '3' -> [3]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            seeds += list(range(int(low), int(high) + 1)) if high else [int(low)]
+    except ValueError:
+        raise OELError(f"seeds {text!r} must look like 0-9 or 1,5,7") from None
+    return seeds
+
+
+def list_games(cache_dir: Path | None = None) -> list[dict]:
+    """Every cached game: its name, kind and file."""
+    cache_dir = cache_dir or default_cache_dir()
+    if not cache_dir.is_dir():
+        return []
+    return [{"name": p.stem, "kind": "textarena" if p.suffix == ".ta" else "textworld", "file": str(p),
+             "bytes": p.stat().st_size} for p in sorted(cache_dir.glob("*")) if p.suffix in (".z8", ".ulx", ".ta")]
+
+
 def suite_specs(challenges: list[str], n: int, first_seed: int) -> list[GameSpec]:
     """`n` games cycling through the challenges, one seed each."""
     return [GameSpec.parse(challenges[i % len(challenges)], first_seed + i) for i in range(n)]
@@ -69,6 +92,12 @@ def suite_specs(challenges: list[str], n: int, first_seed: int) -> list[GameSpec
 def make_game(spec: GameSpec, cache_dir: Path | None = None) -> Path:
     """Return the `.z8` file for a spec, generating it with `tw-make` unless it is cached."""
     cache_dir = cache_dir or default_cache_dir()
+    if spec.challenge in ARENA_CHALLENGES:  # a TextArena game is a small JSON spec: env id, settings, seed
+        from agent.arena import write_arena_game
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        path = cache_dir / f"{spec.name}.ta"
+        return path if path.is_file() else write_arena_game(spec.challenge, spec.seed, path)
     path = cache_dir / f"{spec.name}.z8"
     if path.is_file():
         return path

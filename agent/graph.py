@@ -14,10 +14,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.prompts import acting_messages, ground_command, situation_text
-from agent.state import Context, State
+from agent.state import Context, State, check_context
 
 
 def reset(state: State, runtime: Runtime[Context]) -> dict:
+    check_context(runtime.context)
     first = runtime.context.env.reset()
     return {"objective": first.objective, "observation": first.text, "admissible": first.admissible,
             "score": first.score, "max_score": first.max_score}
@@ -28,18 +29,23 @@ def act(state: State, runtime: Runtime[Context]) -> dict:
     situation = situation_text(state.objective, state.turns, state.observation, state.admissible)
     knowledge = ctx.knowledge(situation) if callable(ctx.knowledge) else ctx.knowledge
     messages = acting_messages(situation, knowledge)
-    prompt = ctx.policy.render(messages)
     if ctx.mode == "choose":
         generator = torch.Generator().manual_seed(ctx.seed + state.steps) if ctx.seed is not None else None
-        choice = ctx.policy.choose(prompt, state.admissible, ctx.temperature, ctx.greedy, generator)
-        pending = {"output": choice.command, "action": choice.command, "valid": True, "tokens": choice.n_tokens}
+        choice = ctx.policy.choose(ctx.policy.render(messages), state.admissible, ctx.temperature, ctx.greedy, generator)
+        output, action, valid, tokens = choice.command, choice.command, True, choice.n_tokens
     else:
-        [(text, n)] = ctx.policy.generate([prompt], ctx.max_new_tokens, ctx.temperature, ctx.greedy)
-        command, valid = ground_command(text, state.admissible)
-        pending = {"output": text, "action": command, "valid": valid, "tokens": n}
-    pending["prefix"] = messages
-    pending["admissible"] = list(state.admissible)  # choose-mode consolidation scores these again
-    return {"pending": pending, "tokens": state.tokens + pending["tokens"], "invalid": state.invalid + (not pending["valid"])}
+        if ctx.chat_model is not None:  # any LangChain chat model
+            reply = ctx.chat_model.invoke(messages)
+            output = reply.text if isinstance(reply.text, str) else str(reply.content)
+            tokens = (reply.usage_metadata or {}).get("output_tokens", len(output.split()))
+        else:
+            [(output, tokens)] = ctx.policy.generate([ctx.policy.render(messages)], ctx.max_new_tokens,
+                                                     ctx.temperature, ctx.greedy)
+        action, valid = ground_command(output, state.admissible)
+    # admissible is logged because choose-mode consolidation scores these commands again.
+    pending = {"prefix": messages, "output": output, "action": action, "valid": valid, "tokens": tokens,
+               "admissible": list(state.admissible)}
+    return {"pending": pending, "tokens": state.tokens + tokens, "invalid": state.invalid + (not valid)}
 
 
 def step(state: State, runtime: Runtime[Context]) -> dict:

@@ -122,6 +122,12 @@ class Policy:
         lm.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
         return cls(lm, tokenizer, name or model)
 
+    def as_chat_model(self, **settings):
+        """This policy as a LangChain chat model (`agent.chat_model.PolicyChatModel`)."""
+        from agent.chat_model import PolicyChatModel
+
+        return PolicyChatModel(policy=self, **settings)
+
     # ---- prompts ----
     def render(self, messages: list[dict], prefill: str = "") -> str:
         """The exact text the model sees: the chat template plus an optional start of the answer."""

@@ -15,7 +15,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from agent.envs import TextWorldEnv
+from agent.arena import open_env
 from agent.graph import play_episode
 from agent.state import Context, State
 from oel.config import OELConfig
@@ -23,8 +23,11 @@ from oel.config import OELConfig
 
 def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int, seed_base: int,
                log_path: Path | None = None, reflect: Callable[[State, Context], list[str]] | None = None,
-               memory=None, k: int = 6, desc: str = "play") -> list[dict]:
+               memory=None, k: int = 6, skip: frozenset[str] = frozenset(), desc: str = "play") -> list[dict]:
     """Play each (game file, env family) once. Game i samples with seed `seed_base + i`, so reruns repeat.
+
+    Games whose file is in `skip` are not played (a resumed round skips what it already logged), and the
+    others keep their seeds.
 
     With `memory`, each turn's prompt holds the top-k active items of the game's family for the current
     situation (`Memory.retrieve`, the same call that feeds the consolidation teacher). Without it, which
@@ -34,8 +37,9 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
         log_path.parent.mkdir(parents=True, exist_ok=True)
     records = []
     with log_path.open("a") if log_path is not None else nullcontext() as log:
-        for i, (game, family) in enumerate(tqdm(games, desc=desc, unit="game", leave=False)):
-            env = TextWorldEnv(game, family=family, max_steps=cfg.max_steps + 1)
+        todo = [(i, game, family) for i, (game, family) in enumerate(games) if str(game) not in skip]
+        for i, game, family in tqdm(todo, desc=desc, unit="game", leave=False):
+            env = open_env(game, family, cfg.max_steps + 1)
             episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
             context = Context(env=env, policy=policy, mode=cfg.action_mode, max_steps=cfg.max_steps,
                               temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,

@@ -47,8 +47,10 @@ class Context:
 
     env: Env
     """The game to play. One context per episode."""
-    policy: Policy
-    """The acting model."""
+    policy: Policy | None = None
+    """The acting model. Choose mode needs it: it scores the commands itself."""
+    chat_model: Any = None
+    """Any LangChain chat model. If set, generate mode acts through it instead of `policy`."""
     mode: Literal["choose", "generate"] = "choose"
     max_steps: int = 15
     temperature: float = 1.0
@@ -63,3 +65,12 @@ class Context:
     """Seeds command sampling, for reproducible episodes."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form metadata (game name, round) carried to the reflection."""
+
+
+def check_context(ctx: Context) -> None:
+    from oel.errors import OELError
+
+    if ctx.mode == "choose" and ctx.policy is None:
+        raise OELError("choose mode needs a local policy (Context.policy): it scores every admissible command")
+    if ctx.policy is None and ctx.chat_model is None:
+        raise OELError("give the agent a policy or a LangChain chat model to act with")

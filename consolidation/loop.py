@@ -41,8 +41,8 @@ from consolidation.evaluate import evaluate
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from memory.lock import DirectoryLock
 from memory.reflection import make_reflector
-from memory.store import Memory
-from oel.config import OELConfig
+from memory.store import Memory, open_memory
+from oel.config import OELConfig, load_run_config
 from oel.errors import OELError
 
 EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
@@ -57,7 +57,9 @@ def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
             saved = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise OELError(f"{path} is corrupt; fix it or use a new --run-dir") from None
-        changed = [k for k, v in cfg.to_dict().items() if k != "rounds" and saved.get(k) != v]
+        # A setting added after the run was made counts as its default (what the run used then).
+        defaults = OELConfig().to_dict()
+        changed = [k for k, v in cfg.to_dict().items() if k != "rounds" and saved.get(k, defaults[k]) != v]
         if changed:
             k = changed[0]
             raise OELError(f"{run_dir} was made with {k}={saved.get(k)!r}, not {getattr(cfg, k)!r}; "
@@ -65,13 +67,6 @@ def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
     tmp.replace(path)
-
-
-def load_run_config(run_dir: Path) -> OELConfig:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise OELError(f"{run_dir} is not a run directory (no config.json): run `oel loop --run-dir {run_dir}` first")
-    return OELConfig.from_file(path)
 
 
 def prepare_games(cfg: OELConfig, run_dir: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
@@ -83,10 +78,6 @@ def prepare_games(cfg: OELConfig, run_dir: Path) -> tuple[list[tuple[Path, str]]
     (run_dir / "games.json").write_text(json.dumps(
         {"train": [[str(p), f] for p, f in train], "heldout": [[str(p), f] for p, f in heldout]}, indent=2))
     return train, heldout
-
-
-def open_memory(cfg: OELConfig, run_dir: Path, read_only: bool = False) -> Memory:
-    return Memory(path=run_dir / "memory", url=cfg.memory_url, read_only=read_only)
 
 
 def consolidation_lock(run_dir: Path) -> DirectoryLock:
@@ -154,14 +145,12 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
     if orphans:
         memory.archive(orphans)
         console.print(f"  archived {len(orphans)} items from an interrupted episode")
-    todo = [(i, g) for i, g in enumerate(train) if str(g[0]) not in played]
-    if todo:
-        console.print(f"[bold]round {r}[/]: playing {len(todo)} train games with {policy.name}"
+    if len(played) < len(train):
+        console.print(f"[bold]round {r}[/]: playing {len(train) - len(played)} train games with {policy.name}"
                       + (f" ({len(played)} already played)" if played else ""))
-    reflect = make_reflector(policy, memory, cfg, created_by=policy.name)
-    for i, game in todo:  # one at a time, so each game keeps its own seed however the run was interrupted
-        logged += play_games(policy, [game], cfg, r, seed_base=cfg.seed * 7919 + r * 101 + i, log_path=log_path,
-                             reflect=reflect, desc=f"play round {r} game {i + 1}/{len(train)}")
+    logged += play_games(policy, train, cfg, r, seed_base=cfg.seed * 7919 + r * 101, log_path=log_path,
+                         reflect=make_reflector(policy, memory, cfg, created_by=policy.name),
+                         skip=frozenset(played), desc=f"play round {r}")
     return logged
 
 

@@ -49,9 +49,11 @@ def plot_rounds(rows: list[dict], path: Path) -> Path:
                      marker="o", capsize=4)
     axes[0].set(title="Held-out success, no memory", xlabel="round", ylabel="% games won", ylim=(-5, 105))
     axes[1].plot(rounds, [r["steps"] for r in rows], marker="o")
-    axes[1].set(title="Steps per episode", xlabel="round")
+    # Axes start at 0 so small changes are not drawn as dramatic ones.
+    axes[1].set(title="Steps per episode", xlabel="round", ylim=(0, 1.15 * max(r["steps"] for r in rows) + 0.1))
     axes[2].plot(rounds, [r["tokens_per_episode"] for r in rows], marker="o")
-    axes[2].set(title="Generated tokens per episode", xlabel="round")
+    axes[2].set(title="Generated tokens per episode", xlabel="round",
+                ylim=(0, 1.15 * max(r["tokens_per_episode"] for r in rows) + 0.1))
     for ax in axes:
         ax.set_xticks(rounds)
         ax.grid(alpha=0.3)

@@ -35,7 +35,9 @@ def run_schedule(run_dir: str | Path, *, cron: str | None = None, every: str | N
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
-    from consolidation.loop import consolidate_once, load_run_config, open_memory
+    from consolidation.loop import consolidate_once
+    from memory.store import open_memory
+    from oel.config import load_run_config
 
     console = console or Console()
     run_dir = Path(run_dir)

@@ -274,3 +274,8 @@ def _item(item_id: str, text: str, meta: dict) -> Item:
     return Item(id=item_id, text=text, env=meta["env"], source=meta["source"], outcome=meta["outcome"],
                 round=int(meta["round"]), created_by=meta["created_by"], created_at=meta["created_at"],
                 support=int(meta["support"]), status=meta["status"], consolidated_in=meta["consolidated_in"])
+
+
+def open_memory(cfg, run_dir: str | Path, read_only: bool = False) -> Memory:
+    """A run's memory: its Chroma server if the config names one, else `<run_dir>/memory`."""
+    return Memory(path=Path(run_dir) / "memory", url=cfg.memory_url, read_only=read_only)

@@ -22,6 +22,8 @@ memory_app = typer.Typer(help="Inspect the knowledge memory.", no_args_is_help=T
 checkpoints_app = typer.Typer(help="Inspect checkpoints.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
 app.add_typer(checkpoints_app, name="checkpoints")
+games_app = typer.Typer(help="Generate and list game suites.", no_args_is_help=True)
+app.add_typer(games_app, name="games")
 # Wide enough for the round table when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -78,7 +80,7 @@ def play(
     reflect: bool = typer.Option(True, help="Write knowledge into the memory after each game."),
 ):
     """Play train games with the current policy, log trajectories and reflect into memory."""
-    from consolidation.loop import load_run_config
+    from oel.config import load_run_config
 
     if (run_dir / "config.json").is_file():
         cfg = load_run_config(run_dir)  # an existing run keeps its own settings
@@ -88,7 +90,8 @@ def play(
     from agent.policy import check_model
     from agent.rollout import play_games
     from consolidation.checkpoints import Registry
-    from consolidation.loop import load_policy, open_memory, prepare_games, prepare_run_dir
+    from consolidation.loop import load_policy, prepare_games, prepare_run_dir
+    from memory.store import open_memory
     from memory.reflection import make_reflector
 
     check_model(cfg.model)
@@ -148,7 +151,7 @@ def report(run_dir: Path = RunDir):
 
 def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False):
     """The run's memory: its own Chroma server if the run uses one, else the directory under the run."""
-    from consolidation.loop import open_memory
+    from memory.store import open_memory
 
     cfg_path = run_dir / "config.json"
     cfg = OELConfig.from_file(cfg_path) if cfg_path.is_file() else OELConfig()
@@ -343,7 +346,8 @@ def checkpoints_show(version: str, run_dir: Path = RunDir, as_json: bool = AsJso
 def checkpoints_promote(version: str, run_dir: Path = RunDir):
     """Make VERSION the policy in force (overriding the gate) and prune the knowledge it absorbed."""
     from consolidation.checkpoints import Registry
-    from consolidation.loop import load_run_config, open_memory
+    from memory.store import open_memory
+    from oel.config import load_run_config
 
     registry = Registry(run_dir / "checkpoints")
     manifest = registry.manifest(version)
@@ -357,7 +361,8 @@ def checkpoints_promote(version: str, run_dir: Path = RunDir):
 def checkpoints_rollback(run_dir: Path = RunDir):
     """Retire the policy in force; its parent takes over and the knowledge it absorbed becomes active again."""
     from consolidation.checkpoints import Registry
-    from consolidation.loop import load_run_config, open_memory
+    from memory.store import open_memory
+    from oel.config import load_run_config
 
     registry = Registry(run_dir / "checkpoints")
     current = registry.current()
@@ -368,6 +373,40 @@ def checkpoints_rollback(run_dir: Path = RunDir):
         restored = memory.restore(current)
     console.print(f"{current} rolled back; now in force: {registry.current() or 'the base model'}; "
                   f"{len(restored)} items active again")
+
+
+@games_app.command("make")
+def games_make(challenge: str = typer.Argument(..., help="tw-simple, tw-coin_collector:LEVEL, tw-treasure_hunter:LEVEL, "
+                                                          "tw-cooking:LEVEL, ta-frozenlake or ta-sokoban."),
+               seeds: str = typer.Option("0-9", help="Seeds, e.g. 0-9 or 1,5,7. Same spec and seed, same game."),
+               as_json: bool = AsJson):
+    """Generate games (deterministic, cached by spec)."""
+    from agent.games import GameSpec, make_suite, parse_seeds
+
+    specs = [GameSpec.parse(challenge, seed) for seed in parse_seeds(seeds)]
+    paths = make_suite(specs, desc=challenge)
+    if as_json:
+        print(json.dumps([str(p) for p in paths]))
+    else:
+        for path in paths:
+            console.print(str(path))
+
+
+@games_app.command("list")
+def games_list(as_json: bool = AsJson):
+    """List the cached games."""
+    from agent.games import list_games
+
+    games = list_games()
+    if as_json:
+        print(json.dumps(games, indent=2))
+        return
+    table = Table(title=f"{len(games)} cached games")
+    for col in ("name", "kind", "file"):
+        table.add_column(col)
+    for game in games:
+        table.add_row(game["name"], game["kind"], game["file"])
+    console.print(table)
 
 
 def main() -> None:

@@ -150,3 +150,11 @@ class OELConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def load_run_config(run_dir: str | Path) -> OELConfig:
+    """The settings a run directory was made with."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise OELError(f"{run_dir} is not a run directory (no config.json): run `oel loop --run-dir {run_dir}` first")
+    return OELConfig.from_file(path)

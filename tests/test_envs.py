@@ -41,3 +41,39 @@ def test_train_and_heldout_seeds_are_disjoint():
     assert GameSpec.parse("tw-simple", 3).name == "tw-simple_s3"
     with pytest.raises(OELError, match="unknown challenge"):
         GameSpec.parse("tw-zork", 1)
+
+
+@pytest.mark.parametrize("family", ["ta-frozenlake", "ta-sokoban"])
+def test_textarena_games_through_the_same_protocol(family, tmp_path):
+    from agent.arena import open_env
+    from agent.games import make_game
+
+    game = make_game(GameSpec.parse(family, 3), cache_dir=tmp_path)
+    assert game.suffix == ".ta" and make_game(GameSpec.parse(family, 3), cache_dir=tmp_path) == game
+    env = open_env(game, family, 30)
+    first = env.reset()
+    assert first.objective and "Current Board" in first.text and first.admissible == ["[up]", "[down]", "[left]", "[right]"]
+    step = env.step("[down]")
+    assert not step.text.startswith("[down]")
+    for _ in range(40):  # wander until the game ends: a hole/turn limit is a loss, never a win by default
+        if step.done:
+            break
+        step = env.step("[left]" if _ % 2 else "[down]")
+    assert not (step.won and step.lost)
+
+
+def test_frozenlake_win_is_detected(tmp_path):
+    from agent.arena import open_env
+    from agent.games import make_game
+
+    for seed in range(20):  # find a layout where down, down, right, right is safe
+        env = open_env(make_game(GameSpec.parse("ta-frozenlake", seed), cache_dir=tmp_path), "ta-frozenlake", 30)
+        env.reset()
+        for command in ("[down]", "[down]", "[right]", "[right]"):
+            step = env.step(command)
+            if step.done:
+                break
+        if step.won:
+            assert step.done and not step.lost
+            return
+    pytest.fail("no seed among 20 gave a safe down-down-right-right path")

@@ -45,3 +45,34 @@ def test_acting_with_memory_retrieves_per_situation(tiny_policy, coin_game, tmp_
         [without] = play_games(tiny_policy, [(coin_game, "tw-coin_collector")], cfg, 0, seed_base=0)
     assert all("Take the coin as soon as you see it." in t["prefix"][-1]["content"] for t in with_memory["turns"])
     assert not any("Take the coin" in t["prefix"][-1]["content"] for t in without["turns"])
+
+
+def test_policy_is_a_langchain_chat_model(tiny_policy):
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    chat = tiny_policy.as_chat_model(max_new_tokens=4)
+    reply = chat.invoke([SystemMessage("Play."), HumanMessage("Your command:")])
+    assert isinstance(reply, AIMessage) and reply.usage_metadata["output_tokens"] <= 4
+
+
+def test_any_chat_model_can_act_in_generate_mode(coin_game):
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    # A scripted chat model stands in for a hosted one: the graph must ground and count its replies.
+    replies = iter([AIMessage("> go east"), AIMessage("I think I will dance"), AIMessage("look")] * 5)
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    state = play_episode(Context(env=env, chat_model=GenericFakeChatModel(messages=replies), mode="generate",
+                                 max_steps=3))
+    assert [t["output"] for t in state.turns] == ["> go east", "I think I will dance", "look"]
+    assert [t["valid"] for t in state.turns][1] is False and state.invalid >= 1
+
+
+def test_choose_mode_without_a_policy_is_a_clear_error(coin_game):
+    import pytest
+
+    from oel.errors import OELError
+
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    with pytest.raises(OELError, match="choose mode needs a local policy"):
+        play_episode(Context(env=env, mode="choose"))

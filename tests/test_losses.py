@@ -49,20 +49,26 @@ def test_choice_trainer_loss_on_a_tiny_model(tiny_model_dir, tmp_path):
     policy = Policy.load(str(tiny_model_dir))
     row = {"prompt": acting_messages("Objective: get the coin.\nNow: a room.\nValid commands: go east, take coin\nYour command:"),
            "privileged_context": knowledge_block(["Take the coin first."]), "candidates": ["go east", "take coin", "look"]}
-    # Hand computation, before any adapter: student = plain prefix, teacher = knowledge before the situation.
-    student = naive_scores(policy, policy.render(row["prompt"]), row["candidates"]).tolist()
+    # A student that already differs from the teacher: a randomly initialised (non-zero) LoRA.
+    torch.manual_seed(0)
+    model = get_peft_model(policy.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"],
+                                                    init_lora_weights=False, task_type="CAUSAL_LM"))
+    policy.model = model
     teacher_prompt = policy.render(teacher_messages(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
     assert teacher_prompt.index("Take the coin first.") < teacher_prompt.index("Objective:")
-    teacher = naive_scores(policy, teacher_prompt, row["candidates"]).tolist()
-    expected = hand_kl(student, teacher, 0.7)
+    # Hand computation with full forward passes: student with its adapter, teacher with the adapter off.
+    student = naive_scores(policy, policy.render(row["prompt"]), row["candidates"]).tolist()
+    with model.disable_adapter():
+        teacher = naive_scores(policy, teacher_prompt, row["candidates"]).tolist()
+    temperature = 0.7
+    expected = hand_kl(student, teacher, temperature)
 
-    model = get_peft_model(policy.model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     trainer = ChoiceDistillTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
                                                                      report_to=[], remove_unused_columns=False),
                                    train_dataset=[row], data_collator=lambda b: b, processing_class=policy.tokenizer,
-                                   end_ids=policy.end_ids, temperature=0.7, teacher_template=TEACHER_TEMPLATE)
+                                   end_ids=policy.end_ids, temperature=temperature, teacher_template=TEACHER_TEMPLATE)
     loss = trainer.compute_loss(model, [row])
-    assert expected > 0 and math.isclose(loss.item(), expected, rel_tol=1e-3)
-    loss.backward()  # gradients reach the LoRA weights only
+    assert expected > 1e-4 and math.isclose(loss.item(), expected, rel_tol=1e-3)
+    loss.backward()  # gradients reach the LoRA weights
     grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
-    assert grads and all(g is not None for g in grads)
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
