@@ -110,15 +110,27 @@ class BatchedPolicy:
         self._queue.put(request)
         return request.future.result()
 
+    def close(self) -> None:
+        """Stop the worker thread (after the requests already queued)."""
+        self._queue.put(None)
+        self._worker.join(timeout=60)
+
     def _serve(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
             # Gather what the other games send while this one waited: their env steps take ~2 ms.
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get(timeout=self.wait_s))
+                    request = self._queue.get(timeout=self.wait_s)
                 except queue.Empty:
                     break
+                if request is None:  # closing: serve this batch, then stop
+                    self._queue.put(None)
+                    break
+                batch.append(request)
             try:
                 self.batch_sizes.append(len(batch))
                 scores = batch_candidate_logprobs(self.policy.model, self.policy.tokenizer, [r.prompt for r in batch],

@@ -10,6 +10,7 @@ total, so a command's reward is the change in score.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -74,8 +75,13 @@ def check_story_file(path: Path) -> None:
         raise OELError(f"game file {path} is corrupt (truncated or damaged); regenerate it with tw-make")
 
 
+# TextWorld's interpreter keeps global state and breaks when two threads use it at once. Its calls take
+# ~2 ms a step (~45 ms a reset) against ~1 s of model work, so concurrent games just take turns here.
+_INTERPRETER = threading.RLock()
+
+
 class TextWorldEnv:
-    """A TextWorld game through `textworld.gym`, with admissible commands requested."""
+    """A TextWorld game through `textworld.gym`, with admissible commands requested. Thread-safe."""
 
     def __init__(self, game_file: str | Path, family: str = "textworld", max_steps: int = 100):
         import textworld.gym
@@ -90,14 +96,16 @@ class TextWorldEnv:
         infos = EnvInfos(admissible_commands=True, objective=True, description=True,
                          won=True, lost=True, score=True, max_score=True)
         try:
-            env_id = textworld.gym.register_game(str(path), request_infos=infos, max_episode_steps=max_steps)
-            self._env = textworld.gym.make(env_id)
+            with _INTERPRETER:
+                env_id = textworld.gym.register_game(str(path), request_infos=infos, max_episode_steps=max_steps)
+                self._env = textworld.gym.make(env_id)
         except Exception as err:  # textworld raises many types for a bad file
             raise OELError(f"cannot load game file {path}: {type(err).__name__}: {err}") from None
 
     def reset(self) -> Observation:
         try:
-            _, info = self._env.reset()
+            with _INTERPRETER:
+                _, info = self._env.reset()
         except Exception as err:
             raise OELError(f"cannot start game {self.game_file} (corrupt file?): {type(err).__name__}: {err}") from None
         # The room description, not the reset banner: the banner is ASCII art the model cannot use.
@@ -110,11 +118,13 @@ class TextWorldEnv:
         )
 
     def step(self, command: str) -> Step:
-        text, score, done, info = self._env.step(command)
+        with _INTERPRETER:
+            text, score, done, info = self._env.step(command)
         return Step(clean_text(text), int(score), bool(done), bool(info["won"]), bool(info["lost"]), _commands(info))
 
     def close(self) -> None:
-        self._env.close()
+        with _INTERPRETER:
+            self._env.close()
 
 
 def _commands(info: dict) -> list[str]:

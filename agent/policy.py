@@ -144,7 +144,11 @@ class Policy:
 
     def choose(self, prompt: str, candidates: list[str], temperature: float = 1.0, greedy: bool = False,
                generator: torch.Generator | None = None) -> Choice:
-        scores = self.score_candidates(prompt, candidates)
+        return self.pick(self.score_candidates(prompt, candidates), candidates, temperature, greedy, generator)
+
+    def pick(self, scores: torch.Tensor, candidates: list[str], temperature: float = 1.0, greedy: bool = False,
+             generator: torch.Generator | None = None) -> Choice:
+        """Sample a command from softmax(scores / temperature), or take the argmax."""
         if greedy:
             index = int(scores.argmax())
         else:
@@ -200,6 +204,23 @@ def candidate_logprobs(model, tokenizer, prompt: str, candidates: list[str], end
     logits = torch.cat([first_logits.expand(n, -1, -1), logits[:, :-1]], dim=1)
     token_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
     return (token_logp * mask).sum(1) / mask.sum(1)
+
+
+@torch.no_grad()
+def naive_candidate_logprobs(model, tokenizer, prompt: str, candidates: list[str], end_ids: list[int]) -> torch.Tensor:
+    """The reference `candidate_logprobs`: one full forward pass over prompt + candidate per candidate.
+
+    ~20x the cost with 20 candidates; kept for tests and as the baseline of bench/rollout.py.
+    """
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    scores = []
+    for candidate in candidates:
+        cand_ids = tokenizer.encode(candidate, add_special_tokens=False) + end_ids
+        ids = torch.tensor([prompt_ids + cand_ids], device=model.device)
+        logp = F.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+        token_logp = logp[len(prompt_ids) - 1:].gather(-1, ids[0, len(prompt_ids):, None]).squeeze(-1)
+        scores.append(token_logp.mean())
+    return torch.stack(scores).cpu()
 
 
 def merge_adapter(model, adapter_dir: str | Path):

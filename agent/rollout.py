@@ -8,7 +8,9 @@ An episode is appended and flushed as soon as it ends: a crash loses at most the
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -23,7 +25,8 @@ from oel.config import OELConfig
 
 def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int, seed_base: int,
                log_path: Path | None = None, reflect: Callable[[State, Context], list[str]] | None = None,
-               memory=None, k: int = 6, skip: frozenset[str] = frozenset(), desc: str = "play") -> list[dict]:
+               memory=None, k: int = 6, skip: frozenset[str] = frozenset(), concurrency: int = 1,
+               desc: str = "play") -> list[dict]:
     """Play each (game file, env family) once. Game i samples with seed `seed_base + i`, so reruns repeat.
 
     Games whose file is in `skip` are not played (a resumed round skips what it already logged), and the
@@ -32,31 +35,65 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     With `memory`, each turn's prompt holds the top-k active items of the game's family for the current
     situation (`Memory.retrieve`, the same call that feeds the consolidation teacher). Without it, which
     is the default, the policy plays from its weights alone.
+
+    With `concurrency` K > 1, K games run at once through the same graph (one thread each) and, in choose
+    mode, their scoring is batched into shared forward passes (`agent.batching.BatchedPolicy`).
+    Episodes are logged in the order they finish.
     """
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    records = []
-    with log_path.open("a") if log_path is not None else nullcontext() as log:
-        todo = [(i, game, family) for i, (game, family) in enumerate(games) if str(game) not in skip]
-        for i, game, family in tqdm(todo, desc=desc, unit="game", leave=False):
-            env = open_env(game, family, cfg.max_steps + 1)
-            episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
-            context = Context(env=env, policy=policy, mode=cfg.action_mode, max_steps=cfg.max_steps,
-                              temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
-                              knowledge=_retriever(memory, family, k) if memory is not None else [], reflect=reflect,
-                              seed=seed_base + i, extra={"episode_id": episode_id, "round": round})
+    todo = [(i, game, family) for i, (game, family) in enumerate(games) if str(game) not in skip]
+    acting = policy
+    if concurrency > 1 and cfg.action_mode == "choose":
+        from agent.batching import BatchedPolicy
+
+        acting = BatchedPolicy(policy, max_batch=concurrency)
+    if reflect is not None and concurrency > 1:
+        reflect = _serialised(reflect)  # one memory writer at a time
+
+    def play_one(i: int, game: Path, family: str) -> dict:
+        env = open_env(game, family, cfg.max_steps + 1)
+        episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
+        context = Context(env=env, policy=acting, mode=cfg.action_mode, max_steps=cfg.max_steps,
+                          temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
+                          knowledge=_retriever(memory, family, k) if memory is not None else [], reflect=reflect,
+                          seed=seed_base + i, extra={"episode_id": episode_id, "round": round})
+        try:
             state = play_episode(context)
+        finally:
             env.close()
-            record = {"id": episode_id, "game": str(game), "env": family, "round": round, "policy": policy.name,
-                      "mode": cfg.action_mode, "outcome": state.outcome, "won": state.won, "reason": state.reason,
-                      "score": state.score, "max_score": state.max_score, "steps": state.steps,
-                      "tokens": state.tokens, "invalid": state.invalid, "objective": state.objective,
-                      "knowledge_written": state.knowledge_written, "turns": state.turns}
+        return {"id": episode_id, "game": str(game), "env": family, "round": round, "policy": policy.name,
+                "mode": cfg.action_mode, "outcome": state.outcome, "won": state.won, "reason": state.reason,
+                "score": state.score, "max_score": state.max_score, "steps": state.steps,
+                "tokens": state.tokens, "invalid": state.invalid, "objective": state.objective,
+                "knowledge_written": state.knowledge_written, "turns": state.turns}
+
+    records = []
+    bar = tqdm(total=len(todo), desc=desc, unit="game", leave=False)
+    with log_path.open("a") if log_path is not None else nullcontext() as log, \
+            ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(play_one, *job) for job in todo]
+        for future in as_completed(futures):
+            record = future.result()
             if log is not None:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             records.append(record)
+            bar.update(1)
+    bar.close()
+    if acting is not policy:
+        acting.close()
     return records
+
+
+def _serialised(fn):
+    lock = threading.Lock()
+
+    def locked(*args, **kwargs):
+        with lock:
+            return fn(*args, **kwargs)
+
+    return locked
 
 
 def _retriever(memory, env: str, k: int) -> Callable[[str], list[str]]:

@@ -16,7 +16,7 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
     paired episodes. With `memory`, the policy sees retrieved knowledge in its prompt (the in-context teacher).
     """
     episodes = play_games(policy, games, cfg, round=-1, seed_base=cfg.seed * 1000, memory=memory,
-                          k=cfg.retrieve_k, desc=desc)
+                          k=cfg.retrieve_k, concurrency=cfg.concurrency, desc=desc)
     n = len(episodes)
     success = sum(e["won"] for e in episodes) / n
     return {

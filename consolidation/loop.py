@@ -150,7 +150,7 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
                       + (f" ({len(played)} already played)" if played else ""))
     logged += play_games(policy, train, cfg, r, seed_base=cfg.seed * 7919 + r * 101, log_path=log_path,
                          reflect=make_reflector(policy, memory, cfg, created_by=policy.name),
-                         skip=frozenset(played), desc=f"play round {r}")
+                         skip=frozenset(played), concurrency=cfg.concurrency, desc=f"play round {r}")
     return logged
 
 

@@ -75,6 +75,7 @@ def play(
     run_dir: Path = RunDir,
     config: Optional[Path] = ConfigFile,
     games: int = typer.Option(4, "--games", help="How many of the run's train games to play."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Games played at once, their model calls batched."),
     model: Optional[str] = typer.Option(None, help="Model to play with (new run directories only)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="choose or generate (new run directories only)."),
     reflect: bool = typer.Option(True, help="Write knowledge into the memory after each game."),
@@ -102,7 +103,8 @@ def play(
     with open_memory(cfg, run_dir) as memory:
         reflector = make_reflector(policy, memory, cfg, policy.name) if reflect else None
         episodes = play_games(policy, train[:games], cfg, round=0, seed_base=cfg.seed * 7919,
-                              log_path=run_dir / "trajectories" / "play.jsonl", reflect=reflector)
+                              log_path=run_dir / "trajectories" / "play.jsonl", reflect=reflector,
+                              concurrency=concurrency)
         for e in episodes:
             console.print(f"{Path(e['game']).name}: {e['outcome']} in {e['steps']} steps, score {e['score']}/{e['max_score']}")
         console.print(f"won {sum(e['won'] for e in episodes)}/{len(episodes)}; memory: {memory.count('active')} active items")

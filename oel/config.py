@@ -47,6 +47,9 @@ class OELConfig:
     """Number of held-out games for the evaluation gate. Their seeds never overlap the train seeds."""
     seed: int = 0
     """Base seed: train games use seeds seed..seed+train_games-1, held-out games start at seed+10000."""
+    concurrency: int = 1
+    """Games played at once (one thread each); in choose mode their scoring is batched into one forward pass.
+    On 2 CPU cores batching gains little (see docs/BENCHMARKS.md); on a GPU use 16 or more."""
     max_steps: int = 20
     """Step limit per episode. Reaching it is a loss, never a win."""
 
@@ -99,7 +102,7 @@ class OELConfig:
     def __post_init__(self) -> None:
         if self.action_mode not in ("choose", "generate"):
             raise OELError(f"config: action_mode must be 'choose' or 'generate', got {self.action_mode!r}")
-        positive = ["train_games", "heldout_games", "max_steps", "max_new_tokens", "reflection_max_new_tokens",
+        positive = ["concurrency", "train_games", "heldout_games", "max_steps", "max_new_tokens", "reflection_max_new_tokens",
                     "max_items_per_episode", "max_item_chars", "retrieve_k", "lora_rank", "distill_steps",
                     "distill_batch_size", "distill_topk", "distill_max_new_tokens", "rounds"]
         for name in positive:

@@ -19,7 +19,9 @@ def test_one_real_round_from_the_cli(tmp_path):
     config = tmp_path / "mini.toml"
     config.write_text('challenges = ["tw-coin_collector:1"]\ntrain_games = 2\nheldout_games = 2\nmax_steps = 8\n'
                       "rounds = 1\ndistill_steps = 2\ndistill_batch_size = 2\ndistill_max_new_tokens = 16\n"
-                      "reflection_max_new_tokens = 48\n")
+                      "reflection_max_new_tokens = 48\n"
+                      # TRL's SDFT trainer on the real model; the choose-mode trainer is covered by the kill tests.
+                      'distill_objective = "tokens"\n')
     done = subprocess.run([OEL, "loop", "--config", str(config), "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -54,6 +56,7 @@ def test_one_real_round_from_the_cli(tmp_path):
         assert m["version"] == "v1" and m["parent"] is None and m["status"] in ("promoted", "rejected")
         assert m["knowledge_ids"] and m["eval"]["before"] and m["eval"]["after"] and m["config"]["rounds"] == 1
         assert (run_dir / "checkpoints" / "v1" / "adapter_model.safetensors").is_file()
+        assert m["training"]["method"] == "tokens" and any("loss" in row for row in m["training"]["log"])
         consolidated = {i["id"] for i in items if i["status"] == "consolidated"}
         assert consolidated == (set(m["knowledge_ids"]) if m["status"] == "promoted" else set())
         if m["status"] == "promoted":

@@ -1,24 +1,13 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
-from agent.policy import Policy
+from agent.policy import Policy, naive_candidate_logprobs
 from oel.errors import OELError
 
 
 def naive_scores(policy, prompt, candidates):
     """Reference: one full forward pass per candidate over prompt + candidate."""
-    tok = policy.tokenizer
-    scores = []
-    for c in candidates:
-        p_ids = tok.encode(prompt, add_special_tokens=False)
-        c_ids = tok.encode(c, add_special_tokens=False) + policy.end_ids
-        ids = torch.tensor([p_ids + c_ids])
-        with torch.no_grad():
-            logp = F.log_softmax(policy.model(ids).logits[0, :-1].float(), -1)
-        token_logp = logp[len(p_ids) - 1:].gather(-1, torch.tensor(c_ids)[:, None]).squeeze(-1)
-        scores.append(token_logp.mean().item())
-    return torch.tensor(scores)
+    return naive_candidate_logprobs(policy.model, policy.tokenizer, prompt, candidates, policy.end_ids)
 
 
 def test_shared_prefix_scoring_matches_naive(tiny_policy):
