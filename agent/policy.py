@@ -179,31 +179,63 @@ class Policy:
 def candidate_logprobs(model, tokenizer, prompt: str, candidates: list[str], end_ids: list[int]) -> torch.Tensor:
     """Length-normalised log-likelihood of each candidate (followed by end-of-turn) after `prompt`.
 
-    The prompt is encoded once; its KV cache is repeated for all candidates, so the cost is one prefill
-    plus one short batched forward, not one full forward per candidate. Differentiable: consolidation in
-    choose mode trains through it.
+    Differentiable: choose-mode consolidation trains through it. See `batch_candidate_logprobs`.
     """
-    if not candidates:
+    return batch_candidate_logprobs(model, tokenizer, [prompt], [candidates], end_ids)[0]
+
+
+def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lists: list[list[str]],
+                             end_ids: list[int]) -> list[torch.Tensor]:
+    """Score every prompt's candidates with one prefill and one packed forward pass.
+
+    1. The prompts are encoded once, left-padded into one batch; their KV cache is kept.
+    2. Each prompt's candidates are packed end to end into one row. A 4D attention mask lets every
+       candidate token see its prompt and the earlier tokens of its own candidate only, and position ids
+       restart at the prompt's length for each candidate. So all candidates share the prompt's cache
+       without copying it (copying it per candidate costs ~28 MB a row and dominated on CPU).
+    Returns, per prompt, the mean token log-probability of each candidate.
+    """
+    if any(not c for c in candidate_lists):
         raise OELError("no admissible commands to choose from")
-    prompt_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
-    out = model(prompt_ids, use_cache=True)
-    cache = out.past_key_values
-    first_logits = out.logits[:, -1:, :]  # predicts the first candidate token
-    cand_ids = [tokenizer.encode(c, add_special_tokens=False) + end_ids for c in candidates]
-    n, width, plen = len(cand_ids), max(map(len, cand_ids)), prompt_ids.shape[1]
-    ids = torch.full((n, width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, c in enumerate(cand_ids):
-        ids[i, : len(c)] = torch.tensor(c)
-        mask[i, : len(c)] = 1
-    ids, mask = ids.to(model.device), mask.to(model.device)
-    cache.batch_repeat_interleave(n)
-    attention = torch.cat([torch.ones((n, plen), dtype=torch.long, device=model.device), mask], dim=1)
-    positions = torch.arange(plen, plen + width, device=model.device).unsqueeze(0).expand(n, -1)
-    logits = model(ids, past_key_values=cache, attention_mask=attention, position_ids=positions).logits
-    logits = torch.cat([first_logits.expand(n, -1, -1), logits[:, :-1]], dim=1)
-    token_logp = F.log_softmax(logits.float(), dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-    return (token_logp * mask).sum(1) / mask.sum(1)
+    device = model.device
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    prompt_mask = batch.attention_mask.bool()
+    out = model(batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=(batch.attention_mask.cumsum(1) - 1).clamp(min=0), use_cache=True)
+    first_logits, cache = out.logits[:, -1, :], out.past_key_values  # first_logits predicts each first token
+    lengths = prompt_mask.sum(1)
+
+    encoded = [[tokenizer.encode(c, add_special_tokens=False) + end_ids for c in cands] for cands in candidate_lists]
+    n_rows, width, plen = len(prompts), max(sum(map(len, cands)) for cands in encoded), prompt_mask.shape[1]
+    ids = torch.full((n_rows, width), tokenizer.pad_token_id, dtype=torch.long)
+    positions = torch.zeros((n_rows, width), dtype=torch.long)
+    segment = torch.full((n_rows, width), -1, dtype=torch.long)  # which candidate a token belongs to
+    for row, cands in enumerate(encoded):
+        at = 0
+        for j, cand in enumerate(cands):
+            ids[row, at:at + len(cand)] = torch.tensor(cand)
+            positions[row, at:at + len(cand)] = lengths[row].cpu() + torch.arange(len(cand))
+            segment[row, at:at + len(cand)] = j
+            at += len(cand)
+    ids, positions, segment = ids.to(device), positions.to(device), segment.to(device)
+    causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
+    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+    # Padding rows attend to the prompt only, so no row is fully masked (that would give NaNs).
+    mask = torch.cat([prompt_mask[:, None, :].expand(n_rows, width, plen), same & causal], dim=2)[:, None]
+    logits = model(ids, past_key_values=cache, attention_mask=mask, position_ids=positions).logits
+
+    results = []
+    for row, cands in enumerate(encoded):
+        scores, at = [], 0
+        for cand in cands:
+            # Token k of a candidate is predicted by the prompt's last position (k=0) or by token k-1.
+            preds = torch.cat([first_logits[row:row + 1], logits[row, at:at + len(cand) - 1]], dim=0)
+            target = torch.tensor(cand, device=device)
+            scores.append(F.log_softmax(preds.float(), dim=-1).gather(-1, target[:, None]).mean())
+            at += len(cand)
+        results.append(torch.stack(scores).cpu() if not torch.is_grad_enabled() else torch.stack(scores))
+    return results
 
 
 @torch.no_grad()

@@ -9,7 +9,14 @@ for one family's active items, exactly as the consolidation teacher does.
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and this file's name would shadow the `memory`
+# package; put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
 import json
 import random
 import statistics

@@ -15,7 +15,14 @@ step on 2 CPU cores), so it plays fewer games; steps per second are comparable r
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and this file's name would shadow the `memory`
+# package; put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
 import json
 import platform
 import time

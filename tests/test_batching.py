@@ -4,7 +4,8 @@ import json
 
 import torch
 
-from agent.batching import BatchedPolicy, batch_candidate_logprobs
+from agent.batching import BatchedPolicy
+from agent.policy import batch_candidate_logprobs, naive_candidate_logprobs
 from oel.config import OELConfig
 
 
@@ -12,10 +13,12 @@ def test_batched_scores_match_single_prompt_scores(tiny_policy):
     prompts = [tiny_policy.render([{"role": "user", "content": text}])
                for text in ("short", "a much longer prompt with many more tokens in it, to force left padding", "mid size one")]
     candidates = [["go east", "take coin"], ["look", "open the big wooden chest", "go west"], ["inventory"]]
-    batched = batch_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompts, candidates,
-                                       tiny_policy.end_ids, chunk=2)  # chunk < rows: exercises chunking too
+    with torch.no_grad():
+        batched = batch_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompts, candidates,
+                                           tiny_policy.end_ids)
     for prompt, cands, got in zip(prompts, candidates, batched):
-        assert torch.allclose(got, tiny_policy.score_candidates(prompt, cands), atol=1e-4)
+        assert torch.allclose(got, naive_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompt, cands,
+                                                            tiny_policy.end_ids), atol=1e-4)
 
 
 def test_concurrent_choose_calls_share_a_forward_pass(tiny_policy):
