@@ -234,7 +234,7 @@ def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lis
             target = torch.tensor(cand, device=device)
             scores.append(F.log_softmax(preds.float(), dim=-1).gather(-1, target[:, None]).mean())
             at += len(cand)
-        results.append(torch.stack(scores).cpu() if not torch.is_grad_enabled() else torch.stack(scores))
+        results.append(torch.stack(scores).cpu())  # .cpu() keeps gradients; sampling generators live on the CPU
     return results
 
 
