@@ -45,3 +45,24 @@ def test_concurrent_games_are_each_played_and_logged_once(tiny_policy, tmp_path)
     assert sorted(r["game"] for r in records) == sorted(str(g) for g, _ in games)
     assert sorted(json.loads(line)["game"] for line in log.read_text().splitlines()) == sorted(str(g) for g, _ in games)
     assert all(1 <= r["steps"] <= 3 for r in records)
+
+
+def test_concurrent_games_reflect_into_one_memory(tiny_policy, tmp_path):
+    from agent.games import GameSpec, make_game
+    from agent.rollout import play_games
+    from memory.store import Memory
+
+    games = [(make_game(GameSpec("tw-coin_collector", 1, 424242 + i)), "tw-coin_collector") for i in range(3)]
+    calls = []
+    with Memory(tmp_path / "m") as memory:
+        def reflect(state, context):  # writes from the game threads, one at a time
+            item_id, _ = memory.add(f"Lesson from {context.extra['episode_id']} about coins and exits.",
+                                    env="tw-coin_collector", source=context.extra["episode_id"], outcome=state.outcome,
+                                    round=0, created_by="test", merge_distance=0.0)
+            calls.append(item_id)
+            return [item_id]
+
+        records = play_games(tiny_policy, games, OELConfig(model="tiny", max_steps=2), 0, seed_base=0,
+                             reflect=reflect, concurrency=3)
+        assert len(calls) == 3 and memory.count("active") == 3
+        assert {r["knowledge_written"][0] for r in records} == set(calls)
