@@ -7,10 +7,16 @@
   installed.
 - Items are never silently lost: consolidation marks them `consolidated` (with the checkpoint that absorbed
   them) and they stay stored and restorable. Only `delete` removes an item.
+- Layout, for speed: active items live in one collection per game family (`active-<env>`), consolidated and
+  archived ones in one `archive` collection. Retrieval and the near-duplicate check, the hot paths, then
+  query a plain vector index with no metadata filter (a filtered query cost ~300 ms at 100k items). An
+  item changing status moves between collections: it is added to the new one before it is deleted from
+  the old, so a crash in between can leave a copy in both, never in neither; reads keep one copy per id.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -22,7 +28,8 @@ from urllib.parse import urlparse
 from memory.lock import DirectoryLock
 from oel.errors import OELError
 
-COLLECTION = "knowledge"
+ACTIVE_PREFIX = "active-"
+ARCHIVE = "archive"
 STATUSES = ("active", "consolidated", "archived")
 Status = Literal["active", "consolidated", "archived"]
 
@@ -100,7 +107,34 @@ class Memory:
                 self.close()
                 raise OELError(f"cannot open memory at {path} (corrupt?): {type(err).__name__}: {err}") from None
             self.where = str(path)
-        self._collection = client.get_or_create_collection(COLLECTION, metadata={"hnsw:space": "cosine"})
+        self._client = client
+        self._collections: dict[str, object] = {}
+
+    # ---- collections ----
+    def _named(self, name: str):
+        if name not in self._collections:
+            self._collections[name] = self._client.get_or_create_collection(name, metadata={"hnsw:space": "cosine"})
+        return self._collections[name]
+
+    def _active(self, env: str):
+        return self._named(ACTIVE_PREFIX + _slug(env))
+
+    def _all(self) -> list:
+        names = sorted(c if isinstance(c, str) else c.name for c in self._client.list_collections())
+        return [self._named(n) for n in names if n.startswith(ACTIVE_PREFIX) or n == ARCHIVE]
+
+    def _scope(self, status: str, env: str | None) -> list[tuple[object, dict | None]]:
+        """The collections to read for a status/env filter, each with the metadata filter it still needs."""
+        if status != "all" and status not in STATUSES:
+            raise OELError(f"unknown status {status!r}; use one of {', '.join(STATUSES)} or all")
+        scope = []
+        for collection in self._all():
+            if collection.name == ARCHIVE:
+                if status in ("consolidated", "archived", "all"):
+                    scope.append((collection, _where(status=None if status == "all" else status, env=env)))
+            elif status in ("active", "all") and (env is None or collection.name == ACTIVE_PREFIX + _slug(env)):
+                scope.append((collection, None))
+        return scope
 
     # ---- writing ----
     def add(self, text: str, *, env: str, source: str, outcome: str, round: int, created_by: str,
@@ -112,17 +146,18 @@ class Memory:
         """
         self._check_writable()
         [vector] = embed([text])
-        near = self._collection.query(query_embeddings=[vector], n_results=1,
-                                      where={"$and": [{"env": env}, {"status": "active"}]})
-        if near["ids"][0] and near["distances"][0][0] <= merge_distance:
-            item_id, meta = near["ids"][0][0], near["metadatas"][0][0]
-            self._collection.update(ids=[item_id], metadatas=[{**meta, "support": int(meta["support"]) + 1}])
-            return item_id, True
+        collection = self._active(env)
+        if collection.count():
+            near = collection.query(query_embeddings=[vector], n_results=1)
+            if near["ids"][0] and near["distances"][0][0] <= merge_distance:
+                item_id, meta = near["ids"][0][0], near["metadatas"][0][0]
+                collection.update(ids=[item_id], metadatas=[{**meta, "support": int(meta["support"]) + 1}])
+                return item_id, True
         item_id = "k-" + uuid.uuid4().hex[:12]
         meta = {"env": env, "source": source, "outcome": outcome, "round": int(round), "created_by": created_by,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "support": 1, "status": "active",
-                "consolidated_in": ""}
-        self._collection.add(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "support": 1,
+                "status": "active", "consolidated_in": ""}
+        collection.add(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
         return item_id, False
 
     def mark_consolidated(self, ids: list[str], version: str) -> None:
@@ -145,9 +180,12 @@ class Memory:
     def delete(self, ids: list[str]) -> None:
         """Hard delete. The only way an item is ever removed; the CLI asks for it explicitly."""
         self._check_writable()
-        for i in ids:
-            self.get(i)  # a clear error for an unknown id, before anything is deleted
-        self._collection.delete(ids=list(ids))
+        found = self._find(list(ids))
+        missing = [i for i in ids if i not in {row[1] for row in found}]
+        if missing:
+            raise OELError(f"no memory item {missing[0]!r}")  # before anything is deleted
+        for collection, item_id, *_ in found:
+            collection.delete(ids=[item_id])
 
     def export(self) -> list[dict]:
         """Every item with all its metadata, oldest first: the JSONL export format."""
@@ -166,34 +204,63 @@ class Memory:
             if missing:
                 raise OELError(f"import row {n} lacks {', '.join(sorted(missing))}")
             items.append(_item(row["id"], row["text"], row))
-        present = set(self._collection.get(ids=[i.id for i in items], include=[])["ids"]) if items else set()
+        present = {row[1] for row in self._find([i.id for i in items])} if items else set()
         new = [i for i in items if i.id not in present]
-        if new:
-            metas = [{k: v for k, v in i.to_dict().items() if k not in ("id", "text")} for i in new]
-            self._collection.add(ids=[i.id for i in new], documents=[i.text for i in new],
-                                 embeddings=embed([i.text for i in new]), metadatas=metas)
+        vectors = embed([i.text for i in new]) if new else []
+        groups: dict[str, list[int]] = {}
+        for n, item in enumerate(new):
+            groups.setdefault(ACTIVE_PREFIX + _slug(item.env) if item.status == "active" else ARCHIVE, []).append(n)
+        for name, members in groups.items():
+            self._named(name).add(ids=[new[n].id for n in members], documents=[new[n].text for n in members],
+                                  embeddings=[vectors[n] for n in members],
+                                  metadatas=[_meta(new[n]) for n in members])
         return len(new), len(items) - len(new)
+
+    def _find(self, ids: list[str], embeddings: bool = False) -> list[tuple]:
+        """(collection, id, text, metadata, embedding) for each stored id, one copy per id."""
+        include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
+        found, seen = [], set()
+        for collection in self._all():
+            got = collection.get(ids=list(ids), include=include)
+            for n, item_id in enumerate(got["ids"]):
+                if item_id not in seen:
+                    seen.add(item_id)
+                    vector = got["embeddings"][n] if embeddings else None
+                    found.append((collection, item_id, got["documents"][n], got["metadatas"][n], vector))
+        return found
 
     def _set_status(self, ids: list[str], status: Status, version: str) -> None:
         self._check_writable()
         if not ids:
             return
-        got = self._collection.get(ids=ids, include=["metadatas"])
-        metas = [{**m, "status": status, "consolidated_in": version} for m in got["metadatas"]]
-        self._collection.update(ids=got["ids"], metadatas=metas)
+        for source, item_id, text, meta, vector in self._find(ids, embeddings=True):
+            meta = {**meta, "status": status, "consolidated_in": version}
+            target = self._active(meta["env"]) if status == "active" else self._named(ARCHIVE)
+            if target.name == source.name:
+                target.update(ids=[item_id], metadatas=[meta])
+            else:  # add first, then delete: a crash in between leaves two copies, never none
+                target.upsert(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
+                source.delete(ids=[item_id])
 
     # ---- reading ----
     def get(self, item_id: str) -> Item:
-        got = self._collection.get(ids=[item_id], include=["documents", "metadatas"])
-        if not got["ids"]:
+        found = self._find([item_id])
+        if not found:
             raise OELError(f"no memory item {item_id!r}")
-        return _item(got["ids"][0], got["documents"][0], got["metadatas"][0])
+        _, _, text, meta, _ = found[0]
+        return _item(item_id, text, meta)
 
     def list(self, status: str = "active", env: str | None = None, round: int | None = None,
              min_support: int | None = None) -> list[Item]:
         """Items matching every filter given, oldest first."""
-        got = self._collection.get(where=_filter(status, env, round, min_support), include=["documents", "metadatas"])
-        items = [_item(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
+        items, seen = [], set()
+        for collection, where in self._scope(status, env):
+            got = collection.get(where=_where(base=where, round=round, min_support=min_support),
+                                 include=["documents", "metadatas"])
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]):
+                if i not in seen:
+                    seen.add(i)
+                    items.append(_item(i, d, m))
         return sorted(items, key=lambda it: (it.created_at, it.id))
 
     def stats(self) -> dict:
@@ -208,14 +275,19 @@ class Memory:
 
     def search(self, text: str, k: int = 5, status: str = "active", env: str | None = None,
                round: int | None = None, min_support: int | None = None) -> list[tuple[Item, float]]:
-        """Nearest items to `text`, with their cosine distance."""
-        where = _filter(status, env, round, min_support)
-        if self.count(status, env) == 0:
+        """Nearest items to `text`, with their cosine distance, nearest first."""
+        scope = [(c, _where(base=w, round=round, min_support=min_support)) for c, w in self._scope(status, env)]
+        scope = [(c, w) for c, w in scope if c.count()]
+        if not scope:
             return []
-        got = self._collection.query(query_embeddings=embed([text]), n_results=k, where=where,
-                                     include=["documents", "metadatas", "distances"])
-        return [(_item(i, d, m), dist) for i, d, m, dist in
-                zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])]
+        vector = embed([text])
+        found = {}
+        for collection, where in scope:
+            got = collection.query(query_embeddings=vector, n_results=min(k, collection.count()), where=where,
+                                   include=["documents", "metadatas", "distances"])
+            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0]):
+                found.setdefault(i, (_item(i, d, m), dist))
+        return sorted(found.values(), key=lambda pair: pair[1])[:k]
 
     def retrieve(self, situation: str, env: str, k: int, max_tokens: int = 512) -> list[Item]:
         """Top-k active items of an env for a situation, nearest first, within a token budget.
@@ -240,8 +312,10 @@ class Memory:
         return MemoryRetriever(memory=self, env=env, k=k)
 
     def count(self, status: str = "active", env: str | None = None) -> int:
-        where = _filter(status, env, None, None)
-        return len(self._collection.get(where=where, include=[])["ids"]) if where else self._collection.count()
+        total = 0
+        for collection, where in self._scope(status, env):
+            total += collection.count() if where is None else len(collection.get(where=where, include=[])["ids"])
+        return total
 
     def close(self) -> None:
         if self._lock is not None:
@@ -259,15 +333,26 @@ class Memory:
             raise OELError("memory was opened read-only")
 
 
-def _filter(status: str, env: str | None, round: int | None = None, min_support: int | None = None) -> dict | None:
-    if status != "all" and status not in STATUSES:
-        raise OELError(f"unknown status {status!r}; use one of {', '.join(STATUSES)} or all")
-    clauses = ([{"status": status}] if status != "all" else []) + ([{"env": env}] if env else [])
+def _slug(env: str) -> str:
+    """A collection-name-safe form of an env family ('tw-coin_collector' stays as it is)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", env).strip("._-") or "env"
+
+
+def _where(base: dict | None = None, status: str | None = None, env: str | None = None, round: int | None = None,
+           min_support: int | None = None) -> dict | None:
+    """A Chroma metadata filter from the given conditions (None when there are none)."""
+    clauses = [base] if base else []
+    clauses += [{"status": status}] if status else []
+    clauses += [{"env": env}] if env else []
     clauses += [{"round": round}] if round is not None else []
     clauses += [{"support": {"$gte": min_support}}] if min_support is not None else []
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _meta(item: Item) -> dict:
+    return {k: v for k, v in item.to_dict().items() if k not in ("id", "text")}
 
 
 def _item(item_id: str, text: str, meta: dict) -> Item:
