@@ -25,8 +25,8 @@ from oel.config import OELConfig
 
 def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int, seed_base: int,
                log_path: Path | None = None, reflect: Callable[[State, Context], list[str]] | None = None,
-               memory=None, k: int = 6, skip: frozenset[str] = frozenset(), concurrency: int = 1,
-               desc: str = "play") -> list[dict]:
+               memory=None, k: int = 6, knowledge_for: Callable[[str], list[str]] | None = None,
+               skip: frozenset[str] = frozenset(), concurrency: int = 1, desc: str = "play") -> list[dict]:
     """Play each (game file, env family) once. Game i samples with seed `seed_base + i`, so reruns repeat.
 
     Games whose file is in `skip` are not played (a resumed round skips what it already logged), and the
@@ -34,7 +34,8 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
 
     With `memory`, each turn's prompt holds the top-k active items of the game's family for the current
     situation (`Memory.retrieve`, the same call that feeds the consolidation teacher). Without it, which
-    is the default, the policy plays from its weights alone.
+    is the default, the policy plays from its weights alone. `knowledge_for(family)` instead gives a fixed
+    list of items per family (the raw-trajectory baseline puts trajectories there).
 
     With `concurrency` K > 1, K games run at once through the same graph (one thread each) and, in choose
     mode, their scoring is batched into shared forward passes (`agent.batching.BatchedPolicy`).
@@ -54,9 +55,13 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     def play_one(i: int, game: Path, family: str) -> dict:
         env = open_env(game, family, cfg.max_steps + 1)
         episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
+        if memory is not None:
+            knowledge = _retriever(memory, family, k)
+        else:
+            knowledge = knowledge_for(family) if knowledge_for is not None else []
         context = Context(env=env, policy=acting, mode=cfg.action_mode, max_steps=cfg.max_steps,
                           temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
-                          knowledge=_retriever(memory, family, k) if memory is not None else [], reflect=reflect,
+                          knowledge=knowledge, reflect=reflect,
                           seed=seed_base + i, extra={"episode_id": episode_id, "round": round})
         try:
             state = play_episode(context)

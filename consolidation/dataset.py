@@ -6,7 +6,7 @@ context before the situation text (`distill.TEACHER_TEMPLATE`), as DESIGN.md §1
 
 The privileged context is either the knowledge retrieved for the situation (`Memory.retrieve`, the same
 call used when acting with memory), or, as the paper's baseline, raw trajectories of other games of the
-same family. Prefixes with nothing to add are skipped: teacher and student would be identical.
+same family (`trajectory_items`), in the same slot. Prefixes with nothing to add are skipped: teacher and student would be identical.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from pathlib import Path
 from agent.prompts import knowledge_block
 from memory.reflection import sanitize
 from memory.store import Memory
-
-TRAJECTORIES_HEADER = "Trajectories of earlier games (they may be incomplete):"
-
 
 def load_trajectories(paths: list[Path]) -> list[dict]:
     episodes = []
@@ -39,7 +36,7 @@ def build_dataset(episodes: list[dict], memory: Memory, k: int, teacher_context:
         for turn in episode["turns"]:
             messages = turn["prefix"]
             if teacher_context == "trajectories":
-                context = trajectories_block(others, max_tokens)
+                context = knowledge_block(trajectory_items(others, max_tokens))
             else:
                 items = memory.retrieve(messages[-1]["content"], env=episode["env"], k=k, max_tokens=max_tokens)
                 context = knowledge_block([i.text for i in items])
@@ -50,8 +47,10 @@ def build_dataset(episodes: list[dict], memory: Memory, k: int, teacher_context:
     return records, used
 
 
-def trajectories_block(episodes: list[dict], max_tokens: int) -> str:
-    """Raw play logs of other games, won games first, within the same ~4-characters-a-token budget."""
+def trajectory_items(episodes: list[dict], max_tokens: int = 512) -> list[str]:
+    """Raw play logs of other games, one per item, won games first, within the same ~4-characters-a-token
+    budget as retrieved knowledge. They take the knowledge's place in the prompt (same slot, same header),
+    so the baseline differs from the method only in what the context holds."""
     lines, budget = [], max_tokens * 4
     for episode in sorted(episodes, key=lambda e: not e["won"]):
         text = f"Game ({episode['outcome']}): " + "; ".join(
@@ -59,7 +58,7 @@ def trajectories_block(episodes: list[dict], max_tokens: int) -> str:
         if sum(map(len, lines)) + len(text) > budget:
             break
         lines.append(text)
-    return TRAJECTORIES_HEADER + "\n" + "\n".join(lines) if lines else ""
+    return lines
 
 
 def fingerprint(records: list[dict]) -> str:

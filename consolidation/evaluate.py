@@ -9,14 +9,16 @@ from agent.rollout import play_games
 from oel.config import OELConfig
 
 
-def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None, desc: str = "eval") -> dict:
+def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None, knowledge_for=None,
+             desc: str = "eval") -> dict:
     """Success rate (won / games) with a 95% normal-approximation interval, plus per-episode averages.
 
     Every policy is evaluated with the same per-game sampling seeds, so two checkpoints are compared on
-    paired episodes. With `memory`, the policy sees retrieved knowledge in its prompt (the in-context teacher).
+    paired episodes. With `memory`, the policy sees retrieved knowledge in its prompt (the in-context teacher);
+    with `knowledge_for(family)`, a fixed list of items per family.
     """
     episodes = play_games(policy, games, cfg, round=-1, seed_base=cfg.seed * 1000, memory=memory,
-                          k=cfg.retrieve_k, concurrency=cfg.concurrency, desc=desc)
+                          k=cfg.retrieve_k, knowledge_for=knowledge_for, concurrency=cfg.concurrency, desc=desc)
     n = len(episodes)
     success = sum(e["won"] for e in episodes) / n
     return {

@@ -7,9 +7,12 @@ Run directory layout (every artifact says what made it):
     memory/                       the Chroma knowledge memory
     checkpoints/v<n>/             LoRA adapter + manifest.json (parent, status, knowledge_ids, eval, config)
     reports/rounds.jsonl          one row per round; reports/learning_curve.png
+    reports/in_context.jsonl      with eval_in_context: each round's teacher on the held-out games
 
 Round 0 of the report is the starting policy on the held-out games. Row r is the policy in force after
-round r: the new checkpoint if the gate promoted it, else the previous one.
+round r: the new checkpoint if the gate promoted it, else the previous one. With `eval_in_context`, row r
+also holds round r's teacher: the policy in force *before* round r's consolidation, playing with round r's
+knowledge in its prompt. That is what the consolidation tries to put into the weights.
 
 Resuming: progress is read back from the artifacts themselves, stage by stage, so a run killed at any
 point continues where it stopped, with nothing lost or done twice:
@@ -35,7 +38,7 @@ from agent.games import HELDOUT_SEED_OFFSET, make_suite, suite_specs
 from agent.policy import Policy, check_model
 from agent.rollout import play_games
 from consolidation.checkpoints import Registry
-from consolidation.dataset import build_dataset, fingerprint, load_trajectories
+from consolidation.dataset import build_dataset, fingerprint, load_trajectories, trajectory_items
 from consolidation.distill import distill
 from consolidation.evaluate import evaluate
 from consolidation.report import plot_rounds, read_rounds, rounds_table
@@ -94,6 +97,8 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
     console = console or Console()
     run_dir = Path(run_dir)
     check_model(cfg.model)
+    if cfg.reflection_model:
+        check_model(cfg.reflection_model)
     prepare_run_dir(cfg, run_dir)
     train, heldout = prepare_games(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
@@ -110,6 +115,7 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
             episodes = play_round(cfg, run_dir, policy, memory, train, r, console)
             console.print(f"  train: won {sum(e['won'] for e in episodes)}/{len(episodes)}; "
                           f"memory holds {memory.count('active')} active items")
+            in_context = teacher_eval(cfg, run_dir, policy, memory, episodes, heldout, r) if cfg.eval_in_context else {}
             done = [m for m in registry.manifests() if m.get("round") == r]
             if done:
                 manifest = done[-1]
@@ -126,7 +132,7 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
             else:
                 evaluation = current_eval(registry, rows)
                 gate = f"rejected {manifest['version']}" if manifest else "skipped: no knowledge"
-            rows.append(append_row(run_dir, r, policy.name, evaluation, memory, gate))
+            rows.append(append_row(run_dir, r, policy.name, evaluation, memory, gate, in_context))
     console.print(rounds_table(rows))
     png = plot_rounds(rows, run_dir / "reports" / "learning_curve.png")
     console.print(f"learning curve: {png}\nrun directory: {run_dir}")
@@ -148,10 +154,39 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
     if len(played) < len(train):
         console.print(f"[bold]round {r}[/]: playing {len(train) - len(played)} train games with {policy.name}"
                       + (f" ({len(played)} already played)" if played else ""))
+    writer = reflection_policy(cfg, policy)
     logged += play_games(policy, train, cfg, r, seed_base=cfg.seed * 7919 + r * 101, log_path=log_path,
-                         reflect=make_reflector(policy, memory, cfg, created_by=policy.name),
+                         reflect=make_reflector(writer, memory, cfg, created_by=writer.name),
                          skip=frozenset(played), concurrency=cfg.concurrency, desc=f"play round {r}")
     return logged
+
+
+def reflection_policy(cfg: OELConfig, policy: Policy) -> Policy:
+    """Who writes the knowledge: the acting policy itself, or `cfg.reflection_model` if one is set."""
+    return Policy.load(cfg.reflection_model) if cfg.reflection_model else policy
+
+
+def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, episodes: list[dict],
+                 heldout: list[tuple[Path, str]], r: int) -> dict:
+    """Held-out success of round r's teacher: `policy` with what the teacher sees in its prompt (the active
+    knowledge, retrieved per situation; or, for the raw-trajectory baseline, this round's train episodes of
+    the game's family). Saved, so a resumed run does not evaluate it twice."""
+    path = run_dir / "reports" / "in_context.jsonl"
+    saved = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    for row in saved:
+        if row["round"] == r:
+            return {k: v for k, v in row.items() if k != "round"}
+    if cfg.teacher_context == "trajectories":
+        result = evaluate(policy, heldout, cfg, desc=f"eval teacher {r}", knowledge_for=lambda family: trajectory_items(
+            [e for e in episodes if e["env"] == family]))
+    else:
+        result = evaluate(policy, heldout, cfg, memory=memory, desc=f"eval teacher {r}")
+    row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
+           "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps({"round": r, **row}) + "\n")
+    return row
 
 
 def current_eval(registry: Registry, rows: list[dict]) -> dict | None:
@@ -213,8 +248,9 @@ def summary(evaluation: dict) -> dict:
             "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"]}
 
 
-def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str) -> dict:
-    row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS},
+def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str,
+               in_context: dict | None = None) -> dict:
+    row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS}, **(in_context or {}),
            "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"), "gate": gate}
     path = run_dir / "reports" / "rounds.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,14 +22,19 @@ def read_rounds(run_dir: Path) -> list[dict]:
 
 def rounds_table(rows: list[dict]) -> Table:
     table = Table(title="Online experiential learning, per round (held-out games, policy without memory)")
-    for _, title in COLUMNS:
+    columns = list(COLUMNS)
+    if any("success_in_context" in row for row in rows):  # the run evaluated each round's teacher
+        columns.insert(3, ("success_in_context", "teacher (knowledge in prompt)"))
+    for _, title in columns:
         table.add_column(title, justify="right")
     for row in rows:
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             value = row.get(key, "")
             if key == "success_no_memory":
                 value = f"{value:.0%} ± {row.get('ci95', 0):.0%} (n={row.get('n_games', '?')})"
+            elif key == "success_in_context" and value != "":
+                value = f"{value:.0%} ± {row.get('in_context_ci95', 0):.0%}"
             elif isinstance(value, float):
                 value = f"{value:.1f}"
             cells.append(str(value))
@@ -46,7 +51,13 @@ def plot_rounds(rows: list[dict], path: Path) -> Path:
     rounds = [r["round"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     axes[0].errorbar(rounds, [100 * r["success_no_memory"] for r in rows], yerr=[100 * r["ci95"] for r in rows],
-                     marker="o", capsize=4)
+                     marker="o", capsize=4, label="policy, no memory")
+    teacher = [r for r in rows if "success_in_context" in r]
+    if teacher:
+        axes[0].errorbar([r["round"] for r in teacher], [100 * r["success_in_context"] for r in teacher],
+                         yerr=[100 * r["in_context_ci95"] for r in teacher], marker="s", capsize=4, linestyle="--",
+                         label="teacher (knowledge in prompt)")
+        axes[0].legend(fontsize=8)
     axes[0].set(title="Held-out success, no memory", xlabel="round", ylabel="% games won", ylim=(-5, 105))
     axes[1].plot(rounds, [r["steps"] for r in rows], marker="o")
     # Axes start at 0 so small changes are not drawn as dramatic ones.

@@ -2,6 +2,11 @@
 
 MARKER = "KNOWLEDGE:"
 
+PREFILL = MARKER + " To win,"
+"""How the model's answer starts. Read on 8 logged episodes of the 135M model: after a bare marker it writes
+about "the game of text world" in general; after "To win," it names the goal and the commands that reach
+it ("To win, you need to find a way to bring the broom to the floor of the basement")."""
+
 REFLECTION_SYSTEM = "You study a finished text adventure game and write short, general lessons for future games."
 
 REFLECTION_USER = """Game type: {env}

@@ -1,6 +1,7 @@
 """Reflection: turn one finished trajectory into 1-2 knowledge items, using the acting policy itself.
 
-The model's answer is prefilled with the marker, so even a small model starts in the right format. The
+The model's answer is prefilled with the marker and the start of a rule (`PREFILL`), so even a small
+model starts in the right format. The
 parser then keeps only clean marker lines: malformed output is dropped, never fatal. Items are untrusted
 game-derived text: control characters and escape sequences are stripped and the length is capped.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from memory.prompts import MARKER, REFLECTION_SYSTEM, REFLECTION_USER
+from memory.prompts import MARKER, PREFILL, REFLECTION_SYSTEM, REFLECTION_USER
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -81,9 +82,9 @@ def make_reflector(policy, memory, cfg, created_by: str):
         env = context.env.family
         known = [item.text for item in memory.list("active", env)][-10:]
         messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason, known)
-        [(text, _)] = policy.generate([policy.render(messages, prefill=MARKER)], cfg.reflection_max_new_tokens,
+        [(text, _)] = policy.generate([policy.render(messages, prefill=PREFILL)], cfg.reflection_max_new_tokens,
                                       temperature=0.7)
-        items = parse_items(MARKER + text, cfg.max_items_per_episode, cfg.max_item_chars, known)
+        items = parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars, known)
         ids = []
         for item in items:
             item_id, _ = memory.add(item, env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,

@@ -91,17 +91,20 @@ def play(
     from agent.policy import check_model
     from agent.rollout import play_games
     from consolidation.checkpoints import Registry
-    from consolidation.loop import load_policy, prepare_games, prepare_run_dir
+    from consolidation.loop import load_policy, prepare_games, prepare_run_dir, reflection_policy
     from memory.store import open_memory
     from memory.reflection import make_reflector
 
     check_model(cfg.model)
+    if cfg.reflection_model:
+        check_model(cfg.reflection_model)
     prepare_run_dir(cfg, run_dir)
     train, _ = prepare_games(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
     policy = load_policy(cfg, registry, registry.current())
     with open_memory(cfg, run_dir) as memory:
-        reflector = make_reflector(policy, memory, cfg, policy.name) if reflect else None
+        writer = reflection_policy(cfg, policy) if reflect else None
+        reflector = make_reflector(writer, memory, cfg, writer.name) if reflect else None
         episodes = play_games(policy, train[:games], cfg, round=0, seed_base=cfg.seed * 7919,
                               log_path=run_dir / "trajectories" / "play.jsonl", reflect=reflector,
                               concurrency=concurrency)

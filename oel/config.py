@@ -56,6 +56,9 @@ class OELConfig:
     # --- memory ---
     memory_url: str | None = None
     """`http://host:port` of a Chroma server; None uses an embedded PersistentClient under the run directory."""
+    reflection_model: str | None = None
+    """A different model to write the knowledge (same forms as `model`); None: the acting policy reflects on
+    its own experience, as in the paper. bench/learning.py uses it for the other-model-knowledge baseline."""
     reflection_max_new_tokens: int = 96
     """Token cap for one reflection."""
     max_items_per_episode: int = 2
@@ -98,6 +101,9 @@ class OELConfig:
     # --- loop ---
     rounds: int = 2
     """Rounds of play, reflect, consolidate, gate."""
+    eval_in_context: bool = False
+    """Each round, also evaluate the teacher on the held-out games: the policy in force with this round's
+    knowledge (or raw trajectories) in its prompt. Costs one more evaluation a round; bench/learning.py uses it."""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ("choose", "generate"):

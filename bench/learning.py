@@ -1,0 +1,298 @@
+"""Learning benchmark: does experience become skill? Reproduces the paper's analyses at a size a CPU can run.
+
+    .venv/bin/python bench/learning.py            # TextWorld + FrozenLake, 3 rounds, baselines, OOD
+    .venv/bin/python bench/learning.py --quick    # 2 games, 1 round: checks the whole pipeline
+
+Every arm is an ordinary `oel loop` run directory under --runs-dir, with `eval_in_context` on, so each
+round records both the policy without memory and the round's teacher (the same policy with the knowledge
+in its prompt). A killed bench resumes where it stopped: the loop resumes from its artifacts, and finished
+evaluations are saved.
+
+Arms (all on fixed seeds; held-out games never share a seed with train games):
+- `textworld`: the method on TextWorld coin collector + treasure hunter, rounds 0..R;
+- `frozenlake`: the method on TextArena FrozenLake 3x3;
+- baselines on TextWorld, for --baseline-rounds rounds: raw trajectories instead of extracted knowledge
+  (in context = the teacher, and consolidated), off-policy SFT on teacher samples, and knowledge written
+  by a different model (`--knowledge-model`, only if one is given: none ships with the project);
+- `ood`: the TextWorld arm's round-0 and final policies on challenge types it never trained on.
+
+Success intervals are Wilson 95% intervals (exact enough at small n, never outside [0, 1]). Writes
+--out (JSON), a PNG beside it, and the marked section of --docs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and this file's name would shadow the `memory`
+# package; put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import json
+import math
+import os
+import shlex
+import time
+
+import oel  # noqa: F401  (offline settings)
+from rich.console import Console
+
+from agent.games import make_suite, suite_specs
+from consolidation.checkpoints import Registry
+from consolidation.evaluate import evaluate
+from consolidation.loop import load_policy, run_loop
+from oel.config import DEFAULT_MODEL, OELConfig
+
+TEXTWORLD = ["tw-coin_collector:3", "tw-coin_collector:5", "tw-treasure_hunter:2", "tw-treasure_hunter:3"]
+FROZENLAKE = ["ta-frozenlake"]
+OOD = ["ta-frozenlake"]
+"""Out of distribution for the TextWorld arm. tw-simple and tw-cooking would be the natural TextWorld picks,
+but this model never wins either (DESIGN.md §2), so a drop could not show; it does win some FrozenLake."""
+OOD_SEED = 50_000
+"""OOD games get their own seed range, apart from every train and held-out seed."""
+SECTION = ("<!-- bench/learning.py: start -->", "<!-- bench/learning.py: end -->")
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a success rate, as [low, high]."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def arm_rows(rows: list[dict], run_dir: Path) -> list[dict]:
+    """The loop's per-round rows in the benchmark's schema, plus each round's new checkpoint even when the
+    gate rejected it (`candidate`), so the effect of consolidation shows whatever the gate decided."""
+    candidates = {m["round"]: m for m in Registry(run_dir / "checkpoints").manifests()}
+    out = []
+    for row in rows:
+        made = candidates.get(row["round"])
+        n = row["n_games"]
+        teacher = row.get("success_in_context")
+        out.append({
+            "round": row["round"], "policy": row["policy"], "gate": row["gate"],
+            "success_no_memory": row["success_no_memory"], "success_in_context": teacher,
+            "tokens_per_episode": row["tokens_per_episode"], "steps": row["steps"], "n_games": n,
+            "ci95": wilson(row["success_no_memory"] * n, n),
+            "ci95_in_context": wilson(teacher * n, n) if teacher is not None else None,
+            "steps_in_context": row.get("in_context_steps"),
+            "memory_active": row["memory_active"], "memory_consolidated": row["memory_consolidated"],
+            "candidate": {"version": made["version"], "status": made["status"],
+                          "success_no_memory": made["eval"]["after"]["success_no_memory"]} if made else None,
+        })
+    return out
+
+
+def run_arm(name: str, cfg: OELConfig, runs_dir: Path, console: Console) -> dict:
+    console.rule(f"[bold]{name}[/]")
+    started = time.time()
+    rows = run_loop(cfg, runs_dir / name, console)
+    return {"run_dir": str(runs_dir / name), "rounds": arm_rows(rows, runs_dir / name), "wall_s": round(time.time() - started, 1)}
+
+
+def ood_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dict:
+    """The arm's starting and final policies, without memory, on challenge types never trained on."""
+    cache = run_dir / "reports" / "ood.json"
+    saved = json.loads(cache.read_text()) if cache.is_file() else {}
+    specs = suite_specs(OOD, games, OOD_SEED)
+    suite = list(zip(make_suite(specs, desc="ood"), [s.env_family for s in specs]))
+    final = Registry(run_dir / "checkpoints").current()
+    result = {"challenges": OOD, "trained_on": cfg.challenges, "final_policy": final}
+    for key, version in (("round0", None), ("final", final)):
+        if saved.get(key, {}).get("version", "?") != version:
+            console.print(f"OOD: evaluating {version or 'the base model'} on {len(suite)} {', '.join(OOD)} games")
+            e = evaluate(load_policy(cfg, Registry(run_dir / "checkpoints"), version), suite, cfg, desc=f"ood {key}")
+            saved[key] = {"version": version, "success": e["success"], "n_games": e["n_games"],
+                          "ci95": wilson(e["success"] * e["n_games"], e["n_games"]), "steps": e["steps"]}
+            cache.write_text(json.dumps(saved, indent=2))
+        result[key] = saved[key]
+    result["drop_points"] = round(100 * (result["round0"]["success"] - result["final"]["success"]), 1)
+    return result
+
+
+def targets(main: list[dict], ood: dict, action_mode: str) -> dict:
+    """The issue's targets, each with the measured value and whether it was met."""
+    first, last = main[0], main[-1]
+    gain = round(100 * (last["success_no_memory"] - first["success_no_memory"]), 1)
+    teacher1 = main[1]["success_in_context"] if len(main) > 1 else None
+    cost_key = "tokens_per_episode" if action_mode == "generate" else "steps"
+    ratio = round(last[cost_key] / first[cost_key], 3) if first[cost_key] else None
+    return {
+        "gain_points": {"value": gain, "target": ">= 15", "met": gain >= 15},
+        "final_vs_round1_teacher": {"value": [last["success_no_memory"], teacher1], "target": "final >= teacher",
+                                    "met": teacher1 is not None and last["success_no_memory"] >= teacher1},
+        f"{cost_key}_ratio": {"value": ratio, "target": "<= 0.7", "met": ratio is not None and ratio <= 0.7},
+        "ood_drop_points": {"value": ood["drop_points"], "target": "<= 2", "met": ood["drop_points"] <= 2},
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [(name, result["arms"][name]["rounds"]) for name in ("textworld", "frozenlake") if name in result["arms"]]
+    fig, axes = plt.subplots(1, len(arms) + 1, figsize=(4.6 * (len(arms) + 1), 3.8))
+    for ax, (name, rows) in zip(axes, arms):
+        rounds = [r["round"] for r in rows]
+        for key, ci, label, style in (("success_no_memory", "ci95", "no memory", "-o"),
+                                      ("success_in_context", "ci95_in_context", "teacher (knowledge in prompt)", "--s")):
+            pts = [r for r in rows if r[key] is not None]
+            if pts:
+                y = [100 * r[key] for r in pts]
+                err = [[100 * (r[key] - r[ci][0]) for r in pts], [100 * (r[ci][1] - r[key]) for r in pts]]
+                ax.errorbar([r["round"] for r in pts], y, yerr=err, fmt=style, capsize=4, label=label)
+        ax.set(title=f"{name}: held-out success (n={rows[0]['n_games']})", xlabel="round", ylabel="% won",
+               ylim=(-5, 105), xticks=rounds)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    for name, rows in arms:
+        ax.plot([r["round"] for r in rows], [r["steps"] for r in rows], "-o", label=name)
+    # From 0, so small changes are not drawn as dramatic ones.
+    ax.set(title="Steps per episode (no memory)", xlabel="round", ylim=(0, None), xticks=arms[0][1] and
+           [r["round"] for r in arms[0][1]])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def pct(x: float | None, ci: list[float] | None = None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+
+
+def markdown(result: dict, png: Path, docs: Path) -> str:
+    lines = [SECTION[0], "", f"## Learning benchmark (`bench/learning.py`)", "",
+             f"Command: `{result['command']}`  ",
+             f"Measured {result['measured_at']} on {result['machine']}; total wall time {result['wall_s'] / 60:.0f} min.",
+             "Success is on held-out games (seeds never trained on), with Wilson 95% intervals in brackets.", ""]
+    for name, arm in result["arms"].items():
+        lines += [f"### {name}", "", "| round | policy | success, no memory | teacher (knowledge in prompt) | steps/ep |"
+                  " tokens/ep | memory active / consolidated | gate |", "|---|---|---|---|---|---|---|---|"]
+        for r in arm["rounds"]:
+            lines.append(f"| {r['round']} | {r['policy']} | {pct(r['success_no_memory'], r['ci95'])} | "
+                         f"{pct(r['success_in_context'], r['ci95_in_context'])} | {r['steps']:.1f} | "
+                         f"{r['tokens_per_episode']:.1f} | {r['memory_active']} / {r['memory_consolidated']} | {r['gate']} |")
+        made = [f"{r['candidate']['version']} {pct(r['candidate']['success_no_memory'])} ({r['candidate']['status']})"
+                for r in arm["rounds"] if r.get("candidate")]
+        lines += ["", f"New checkpoints, held-out success without memory: {', '.join(made) or 'none'}.  ",
+                  f"Run directory `{arm['run_dir']}`, {arm['wall_s'] / 60:.0f} min.", ""]
+    ood = result["ood"]
+    lines += ["### Out of distribution", "",
+              f"Trained on {', '.join(ood['trained_on'])}; evaluated on {', '.join(ood['challenges'])} "
+              f"(n={ood['round0']['n_games']}): base model {pct(ood['round0']['success'], ood['round0']['ci95'])}, "
+              f"final policy ({ood['final_policy'] or 'base model: nothing promoted'}) "
+              f"{pct(ood['final']['success'], ood['final']['ci95'])}: a drop of {ood['drop_points']} points.", ""]
+    lines += ["### Baselines", "", "| baseline | round | success, no memory | in context | gate |", "|---|---|---|---|---|"]
+    for name, base in result["baselines"].items():
+        if "rounds" not in base:
+            lines.append(f"| {name} | - | {base['reason']} | | |")
+            continue
+        for r in base["rounds"][1:]:
+            lines.append(f"| {name} | {r['round']} | {pct(r['success_no_memory'], r['ci95'])} | "
+                         f"{pct(r['success_in_context'], r['ci95_in_context'])} | {r['gate']} |")
+    lines += ["", "### Targets", "", "| target | measured | wanted | met |", "|---|---|---|---|"]
+    for name, t in result["targets"].items():
+        lines.append(f"| {name} | {t['value']} | {t['target']} | {'yes' if t['met'] else 'no'} |")
+    lines += ["", f"![learning curves]({os.path.relpath(png, docs.parent)})", "", SECTION[1]]
+    return "\n".join(lines)
+
+
+def write_docs(docs: Path, section: str) -> None:
+    """Replace the benchmark's marked section of `docs`, keeping everything written by hand around it."""
+    text = docs.read_text() if docs.is_file() else "# Results\n"
+    if SECTION[0] in text and SECTION[1] in text:
+        head, rest = text.split(SECTION[0], 1)
+        text = head + section + rest.split(SECTION[1], 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 games, 1 round, 4 steps: a pipeline check")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline-rounds", type=int, default=1)
+    parser.add_argument("--train-games", type=int, default=8)
+    parser.add_argument("--heldout-games", type=int, default=16)
+    parser.add_argument("--ood-games", type=int, default=8)
+    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=1, help="games at once (use 16+ on a GPU)")
+    parser.add_argument("--knowledge-model", help="another model that writes the knowledge (baseline)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="any other OELConfig setting for every arm, e.g. --set learning_rate=3e-4")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/bench-learning"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/learning.json"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = args.baseline_rounds = 1
+        args.train_games = args.heldout_games = args.ood_games = 2
+        args.max_steps = 4
+    console = Console()
+    started = time.time()
+    extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+    base = dict(model=args.model, train_games=args.train_games, heldout_games=args.heldout_games, seed=args.seed,
+                max_steps=args.max_steps, concurrency=args.concurrency, eval_in_context=True, **extra)
+    tw = OELConfig(challenges=TEXTWORLD, rounds=args.rounds, **base)
+
+    arms = {"textworld": run_arm("textworld", tw, args.runs_dir, console),
+            "frozenlake": run_arm("frozenlake", OELConfig(challenges=FROZENLAKE, rounds=args.rounds, **base),
+                                  args.runs_dir, console)}
+    ood = ood_eval(tw, args.runs_dir / "textworld", args.ood_games, console)
+    baselines = {}
+    for name, change in (("raw_trajectories", {"teacher_context": "trajectories"}),
+                         ("sft_on_teacher_samples", {"distill_method": "sft"})):
+        cfg = OELConfig(challenges=TEXTWORLD, rounds=args.baseline_rounds, **{**base, **change})
+        baselines[name] = run_arm(f"baseline-{name}", cfg, args.runs_dir, console)
+    if args.knowledge_model:
+        cfg = OELConfig(challenges=TEXTWORLD, rounds=args.baseline_rounds, reflection_model=args.knowledge_model, **base)
+        baselines["other_model_knowledge"] = run_arm("baseline-other_model_knowledge", cfg, args.runs_dir, console)
+    else:
+        baselines["other_model_knowledge"] = {"reason": "not run: no second model is installed here "
+                                                        "(pass --knowledge-model DIR)"}
+
+    result = {
+        "rounds": arms["textworld"]["rounds"], "arms": arms, "baselines": baselines, "ood": ood,
+        "targets": targets(arms["textworld"]["rounds"], ood, tw.action_mode),
+        "config": {"textworld": tw.to_dict(), "frozenlake_challenges": FROZENLAKE, "ood_challenges": OOD,
+                   "ood_games": args.ood_games, "baseline_rounds": args.baseline_rounds},
+        "command": "python bench/learning.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "measured_at": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPU cores" + (", CUDA" if _cuda() else ", no GPU"),
+        "wall_s": round(time.time() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    png = args.out.with_suffix(".png")
+    plot(result, png)
+    write_docs(args.docs, markdown(result, png, args.docs))
+    console.print(f"wrote {args.out}, {png} and {args.docs}")
+    for name, t in result["targets"].items():
+        console.print(f"  {name}: {t['value']} (target {t['target']}) -> {'met' if t['met'] else 'NOT met'}")
+    return result
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    main()
