@@ -13,7 +13,7 @@ import torch
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agent.prompts import acting_messages, ground_command, situation_text
+from agent.prompts import acting_messages, ground_command, situation_text, strip_thinking
 from agent.state import Context, State, check_context
 
 
@@ -39,9 +39,9 @@ def act(state: State, runtime: Runtime[Context]) -> dict:
             output = reply.text if isinstance(reply.text, str) else str(reply.content)
             tokens = (reply.usage_metadata or {}).get("output_tokens", len(output.split()))
         else:
-            [(output, tokens)] = ctx.policy.generate([ctx.policy.render(messages)], ctx.max_new_tokens,
-                                                     ctx.temperature, ctx.greedy)
-        action, valid = ground_command(output, state.admissible)
+            [(output, tokens)] = ctx.policy.generate([ctx.policy.render(messages, thinking=ctx.thinking)],
+                                                     ctx.max_new_tokens, ctx.temperature, ctx.greedy)
+        action, valid = ground_command(strip_thinking(output), state.admissible)
     # admissible is logged because choose-mode consolidation scores these commands again.
     pending = {"prefix": messages, "output": output, "action": action, "valid": valid, "tokens": tokens,
                "admissible": list(state.admissible)}

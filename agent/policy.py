@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,12 @@ class Policy:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.end_ids = tokenizer.encode(tokenizer.eos_token, add_special_tokens=False)
+        self.reuse_cache = True
+        """Choose mode keeps the previous turn's KV cache (one per thread, i.e. per game) and encodes only
+        what the new prompt adds to it (`TurnCache`). Off: every prompt is encoded from scratch."""
+        self._turns = threading.local()
+        self.prompt_tokens = {"reused": 0, "encoded": 0}
+        """Prompt tokens scored in choose mode, over all threads: taken from a turn cache, or encoded."""
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, adapters: list[str | Path] = (), name: str | None = None) -> Policy:
@@ -129,9 +136,24 @@ class Policy:
         return PolicyChatModel(policy=self, **settings)
 
     # ---- prompts ----
-    def render(self, messages: list[dict], prefill: str = "") -> str:
-        """The exact text the model sees: the chat template plus an optional start of the answer."""
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefill
+    @property
+    def supports_thinking(self) -> bool:
+        """Whether the chat template has a thinking switch (`enable_thinking`, as Qwen3's does)."""
+        return "enable_thinking" in (self.tokenizer.chat_template or "")
+
+    def render(self, messages: list[dict], prefill: str = "", thinking: bool = False) -> str:
+        """The exact text the model sees: the chat template plus an optional start of the answer.
+
+        `thinking` lets a model whose template supports it reason before answering (see `strip_thinking`).
+        """
+        extra = {}
+        if self.supports_thinking:
+            extra["enable_thinking"] = thinking  # such templates think by default: say it either way
+        elif thinking:
+            raise OELError(f"{self.name}'s chat template has no thinking mode (enable_thinking); "
+                           "set thinking = false, or use a model that has one")
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                  **extra) + prefill
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -140,7 +162,19 @@ class Policy:
     @torch.no_grad()
     def score_candidates(self, prompt: str, candidates: list[str]) -> torch.Tensor:
         """Length-normalised log-likelihood of each candidate (followed by end-of-turn) after `prompt`."""
-        return candidate_logprobs(self.model, self.tokenizer, prompt, candidates, self.end_ids)
+        if not self.reuse_cache:
+            return candidate_logprobs(self.model, self.tokenizer, prompt, candidates, self.end_ids)
+        if not hasattr(self._turns, "cache"):
+            self._turns.cache = TurnCache()
+        turn = self._turns.cache
+        scores = turn.score(self.model, self.tokenizer, prompt, candidates, self.end_ids)
+        self.prompt_tokens["reused"] += turn.last_reused
+        self.prompt_tokens["encoded"] += turn.last_encoded
+        return scores
+
+    def reset_cache(self) -> None:
+        """Forget this thread's cached turn. Needed only after changing the weights in place."""
+        self._turns.__dict__.pop("cache", None)
 
     def choose(self, prompt: str, candidates: list[str], temperature: float = 1.0, greedy: bool = False,
                generator: torch.Generator | None = None) -> Choice:
@@ -236,6 +270,66 @@ def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lis
             at += len(cand)
         results.append(torch.stack(scores).cpu())  # .cpu() keeps gradients; sampling generators live on the CPU
     return results
+
+
+class TurnCache:
+    """The KV cache of one game's previous prompt, reused for the next turn's scoring.
+
+    A turn's prompt mostly repeats the last one (system prompt, objective, earlier turns), so only the
+    tokens after the longest common prefix of the two are encoded. They go through the model in the same
+    forward pass as the packed candidates (4D mask, as in `batch_candidate_logprobs`); the candidates'
+    entries are then cropped off, leaving the cache of exactly this prompt for the next turn. The scores
+    equal a fresh encoding up to float rounding (tests/test_policy.py).
+    """
+
+    def __init__(self):
+        self.ids: list[int] = []
+        self.cache = None
+        self.last_reused = 0
+        """Prompt tokens of the last call taken from the cache."""
+        self.last_encoded = 0
+        """Prompt tokens of the last call that had to be encoded."""
+
+    def score(self, model, tokenizer, prompt: str, candidates: list[str], end_ids: list[int]) -> torch.Tensor:
+        if not candidates:
+            raise OELError("no admissible commands to choose from")
+        ids = tokenizer.encode(prompt, add_special_tokens=False)
+        keep, limit = 0, min(len(self.ids), len(ids) - 1)  # at least one new token predicts the first candidate token
+        while keep < limit and self.ids[keep] == ids[keep]:
+            keep += 1
+        if keep == 0:
+            self.cache = None
+        else:
+            self.cache.crop(keep - self.cache.get_seq_length())
+        new = ids[keep:]
+        encoded = [tokenizer.encode(c, add_special_tokens=False) + end_ids for c in candidates]
+        sequence = new + [t for cand in encoded for t in cand]
+        positions = list(range(keep, len(ids)))
+        segment = [-1] * len(new)  # -1: prompt; j: candidate j
+        for j, cand in enumerate(encoded):
+            positions += range(len(ids), len(ids) + len(cand))
+            segment += [j] * len(cand)
+        device, width = model.device, len(sequence)
+        segment_t = torch.tensor(segment, device=device)
+        causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
+        # A token sees the cached prefix, the new prompt tokens before it, and its own candidate's earlier tokens.
+        own = (segment_t[None, :] == -1) | (segment_t[None, :] == segment_t[:, None])
+        mask = torch.cat([torch.ones((width, keep), dtype=torch.bool, device=device), causal & own], dim=1)
+        out = model(torch.tensor([sequence], device=device), past_key_values=self.cache, use_cache=True,
+                    attention_mask=mask[None, None], position_ids=torch.tensor([positions], device=device))
+        self.cache = out.past_key_values
+        self.cache.crop(len(ids) - self.cache.get_seq_length())  # drop the candidates' entries
+        self.ids = ids
+        self.last_reused, self.last_encoded = keep, len(new)
+
+        logp = F.log_softmax(out.logits[0].float(), dim=-1)
+        scores, at = [], len(new)
+        for cand in encoded:
+            # Token k of a candidate is predicted by the prompt's last position (k=0) or by token k-1.
+            rows = torch.tensor([len(new) - 1] + list(range(at, at + len(cand) - 1)), device=device)
+            scores.append(logp[rows].gather(-1, torch.tensor(cand, device=device)[:, None]).mean())
+            at += len(cand)
+        return torch.stack(scores).cpu()
 
 
 @torch.no_grad()

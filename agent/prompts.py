@@ -14,7 +14,10 @@ SYSTEM_PROMPT = "You are playing a text adventure game. Read the situation and r
 KNOWLEDGE_HEADER = "Experience you learned from earlier games (it may be incomplete):"
 
 HISTORY_TURNS = 4
-"""Earlier turns shown in the prompt. Bounds the prompt length, and so the prefill cost on CPU."""
+"""Earlier turns shown in the prompt: at least this many (when there are), at most twice as many minus one.
+Bounds the prompt length, and so the prefill cost on CPU. The window moves in blocks of this size rather
+than one turn at a time: between moves each prompt only extends the previous one, so choose mode reuses the
+previous turn's KV cache (`agent.policy.TurnCache`) and encodes only the new turn."""
 
 
 def knowledge_block(items: list[str]) -> str:
@@ -24,15 +27,23 @@ def knowledge_block(items: list[str]) -> str:
     return KNOWLEDGE_HEADER + "\n" + "\n".join(f"- {item}" for item in items)
 
 
+def history_start(turns: int) -> int:
+    """Index of the first earlier turn shown: 0 until there are 2*HISTORY_TURNS turns, then a multiple of it."""
+    return max(0, turns - HISTORY_TURNS) // HISTORY_TURNS * HISTORY_TURNS
+
+
 def situation_text(objective: str, history: list[dict], observation: str, admissible: list[str]) -> str:
-    """What the agent sees this turn: objective, recent turns, the observation and the valid commands."""
+    """What the agent sees this turn: objective, recent turns as a transcript, the valid commands.
+
+    The last turn's feedback is the current observation, so it is not repeated; an observation that differs
+    from it (or the first one, before any turn) is shown as "Now:".
+    """
     lines = [f"Objective: {objective}"]
-    recent = history[-HISTORY_TURNS:]
-    if recent:
-        lines.append("Recent turns:")
-        for turn in recent:
-            lines.append(f"> {turn['action']}\n{turn['feedback']}")
-    lines.append(f"Now: {observation}")
+    recent = history[history_start(len(history)):]
+    for turn in recent:
+        lines.append(f"> {turn['action']}\n{turn['feedback']}")
+    if not recent or recent[-1]["feedback"] != observation:
+        lines.append(f"Now: {observation}")
     lines.append("Valid commands: " + ", ".join(admissible))
     lines.append("Your command:")
     return "\n".join(lines)
@@ -42,6 +53,15 @@ def acting_messages(situation: str, knowledge: list[str] = ()) -> list[dict]:
     block = knowledge_block(list(knowledge))
     user = f"{block}\n\n{situation}" if block else situation
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+_THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+
+
+def strip_thinking(response: str) -> str:
+    """The answer after a model's `<think>...</think>` block. A block cut off by the token limit has no
+    answer after it, so the response counts as invalid rather than grounding a command from the reasoning."""
+    return _THINKING.sub("", response).strip()
 
 
 _STRIP = re.compile(r"^[\s>*`'\"\-]*(?:command\s*:\s*)?|[\s.!`'\"*]*$", re.IGNORECASE)

@@ -61,6 +61,7 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
             knowledge = knowledge_for(family) if knowledge_for is not None else []
         context = Context(env=env, policy=acting, mode=cfg.action_mode, max_steps=cfg.max_steps,
                           temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
+                          thinking=cfg.thinking,
                           knowledge=knowledge, reflect=reflect,
                           seed=seed_base + i, extra={"episode_id": episode_id, "round": round})
         try:

@@ -56,6 +56,8 @@ class Context:
     temperature: float = 1.0
     greedy: bool = False
     max_new_tokens: int = 48
+    thinking: bool = False
+    """Generate mode: let a model whose chat template supports it think before it answers."""
     knowledge: list[str] | Callable[[str], list[str]] = field(default_factory=list)
     """Knowledge put in the acting prompt: a fixed list, or a function of the situation text (retrieval).
     Empty when deploying: the policy plays from its weights."""

@@ -34,6 +34,10 @@ class OELConfig:
     """Take the argmax instead of sampling. The 135M model then loops on one command forever, so off by default."""
     max_new_tokens: int = 48
     """Token cap for one generated action (generate mode)."""
+    thinking: bool = False
+    """Generate mode: models whose chat template has a thinking switch (`enable_thinking`, e.g. Qwen3) reason
+    in a <think> block first; the command is parsed from what follows it. Raise max_new_tokens to match.
+    An error for models without one (the embedded SmolLM2 has none)."""
 
     # --- games ---
     challenges: list[str] = field(default_factory=lambda: ["tw-coin_collector:3", "tw-coin_collector:5",

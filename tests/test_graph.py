@@ -76,3 +76,29 @@ def test_choose_mode_without_a_policy_is_a_clear_error(coin_game):
     env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
     with pytest.raises(OELError, match="choose mode needs a local policy"):
         play_episode(Context(env=env, mode="choose"))
+
+
+THINKING_TEMPLATE = (  # the shape of Qwen3's switch, reduced to what matters here
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
+
+def test_thinking_mode_for_templates_that_have_it(tiny_model_dir, coin_game):
+    import pytest
+
+    from agent.policy import Policy
+    from oel.errors import OELError
+
+    plain = Policy.load(str(tiny_model_dir), name="tiny")
+    with pytest.raises(OELError, match="no thinking mode"):
+        plain.render([{"role": "user", "content": "hi"}], thinking=True)
+    thinker = Policy.load(str(tiny_model_dir), name="tiny-thinker")
+    thinker.tokenizer.chat_template = THINKING_TEMPLATE
+    assert thinker.supports_thinking and not plain.supports_thinking
+    assert "<think>\n\n</think>" in thinker.render([{"role": "user", "content": "hi"}], thinking=False)
+    assert "</think>" not in thinker.render([{"role": "user", "content": "hi"}], thinking=True)
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    state = play_episode(Context(env=env, policy=thinker, mode="generate", max_steps=2, max_new_tokens=6,
+                                 thinking=True))
+    assert state.steps == 2 and state.invalid == sum(not t["valid"] for t in state.turns)

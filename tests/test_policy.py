@@ -42,3 +42,23 @@ def test_unknown_model_is_one_clear_error(tmp_path):
         Policy.load("no-such-org/no-such-model")
     with pytest.raises(OELError, match="no config.json"):
         Policy.load(str(tmp_path))
+
+
+def test_turn_cache_scores_equal_a_fresh_encoding(tiny_policy):
+    """Reusing the previous turn's KV cache changes the cost, never the scores: growing prompts, an
+    unrelated prompt (cache dropped), a shorter one (cache cropped) and the same prompt twice."""
+    from agent.policy import candidate_logprobs
+
+    base = tiny_policy.render([{"role": "user", "content": "Objective: find the coin.\nNow: a room."}])
+    longer = base.replace("a room.", "a room.\n> go east\nA hall with a door.")
+    prompts = [base, longer, longer + " More.", "Something else entirely.", base, base]
+    cands = ["go east", "take coin", "open door to the north"]
+    tiny_policy.reset_cache()
+    before = dict(tiny_policy.prompt_tokens)
+    try:
+        for prompt in prompts:
+            fresh = candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompt, cands, tiny_policy.end_ids)
+            assert torch.allclose(tiny_policy.score_candidates(prompt, cands), fresh, atol=1e-5)
+    finally:
+        tiny_policy.reset_cache()
+    assert tiny_policy.prompt_tokens["reused"] - before["reused"] > 0
