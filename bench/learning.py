@@ -25,9 +25,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and this file's name would shadow the `memory`
+# Run as a script, this folder comes first on sys.path, and bench/memory.py would shadow the `memory`
 # package; put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
 import json

@@ -117,17 +117,18 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
                           f"memory holds {memory.count('active')} active items")
             in_context = teacher_eval(cfg, run_dir, policy, memory, episodes, heldout, r) if cfg.eval_in_context else {}
             done = [m for m in registry.manifests() if m.get("round") == r]
+            candidate = None
             if done:
                 manifest = done[-1]
                 console.print(f"  {manifest['version']} was already trained and gated this round: {manifest['status']}")
             else:
                 records, knowledge_ids = build_dataset(episodes, memory, cfg.retrieve_k, cfg.teacher_context)
-                manifest = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
-                                       current_eval(registry, rows), heldout, r, console)
+                manifest, candidate = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
+                                                  current_eval(registry, rows), heldout, r, console)
             if manifest and manifest["status"] == "promoted":
                 memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])
                 current = manifest["version"]
-                policy = load_policy(cfg, registry, current)
+                policy = candidate or load_policy(cfg, registry, current)  # the one just evaluated, if loaded
                 evaluation, gate = manifest["eval"]["after"], f"promoted {current}"
             else:
                 evaluation = current_eval(registry, rows)
@@ -199,15 +200,16 @@ def current_eval(registry: Registry, rows: list[dict]) -> dict | None:
 
 def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list[dict], knowledge_ids: list[str],
                 current: str | None, parent: dict, heldout: list[tuple[Path, str]], r: int,
-                console: Console) -> dict | None:
+                console: Console) -> tuple[dict | None, Policy | None]:
     """Distil the dataset into a new adapter, gate it on held-out games, and write the checkpoint.
 
-    `parent` holds the current policy's held-out evaluation (EVAL_KEYS). Returns the manifest, or None if
-    there was nothing to teach. Pruning is the caller's, and happens only after a promotion.
+    `parent` holds the current policy's held-out evaluation (EVAL_KEYS). Returns the manifest and the
+    candidate policy it evaluated, or (None, None) if there was nothing to teach. Pruning is the caller's,
+    and happens only after a promotion.
     """
     if not records:
         console.print("  no knowledge for these games yet: nothing to consolidate")
-        return None
+        return None, None
     version = registry.next_version()
     console.print(f"  consolidating {len(records)} prefixes with {len(knowledge_ids) or 'raw-trajectory'} "
                   f"knowledge into {version}")
@@ -240,7 +242,7 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
             }
             registry.write(Path(tmp) / "adapter", manifest)
     console.print(f"  gate: {manifest['gate']['reason']} -> {manifest['status']} {version}")
-    return manifest
+    return manifest, candidate
 
 
 def summary(evaluation: dict) -> dict:
@@ -288,8 +290,8 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
         if parent is None and records:
             console.print(f"evaluating the current policy on {len(heldout)} held-out games (no earlier result)")
             parent = summary(evaluate(load_policy(cfg, registry, current), heldout, cfg, desc="eval parent"))
-        manifest = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, heldout,
-                               max(e["round"] for e in episodes), console)
+        manifest, _ = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, heldout,
+                                  max(e["round"] for e in episodes), console)
         if manifest and manifest["status"] == "promoted":
             memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])
         return manifest

@@ -38,8 +38,7 @@ def is_degenerate(text: str) -> bool:
     return len(trigrams) >= 6 and len(set(trigrams)) / len(trigrams) < 0.67
 
 
-def reflection_messages(env: str, objective: str, turns: list[dict], outcome: str, reason: str,
-                        known: list[str]) -> list[dict]:
+def reflection_messages(env: str, objective: str, turns: list[dict], outcome: str, reason: str) -> list[dict]:
     shown = turns[-MAX_TURNS_SHOWN:]
     lines = []
     for t in shown:
@@ -50,14 +49,13 @@ def reflection_messages(env: str, objective: str, turns: list[dict], outcome: st
     score_hint = (f"Commands that raised the score: {', '.join(scoring)}." if scoring
                   else "No command raised the score.")
     user = REFLECTION_USER.format(env=env, objective=sanitize(objective, 400), turns="\n".join(lines),
-                                  outcome=outcome, reason=reason, score_hint=score_hint,
-                                  known="\n".join(f"- {k}" for k in known) or "(none yet)", marker=MARKER)
+                                  outcome=outcome, reason=reason, score_hint=score_hint, marker=MARKER)
     return [{"role": "system", "content": REFLECTION_SYSTEM}, {"role": "user", "content": user}]
 
 
-def parse_items(text: str, max_items: int = 2, max_chars: int = 300, known: list[str] = ()) -> list[str]:
-    """Every 'KNOWLEDGE: ...' line, cleaned. Junk, too-short, duplicate or already-known lines are dropped."""
-    seen = {k.strip().lower() for k in known}
+def parse_items(text: str, max_items: int = 2, max_chars: int = 300) -> list[str]:
+    """Every 'KNOWLEDGE: ...' line, cleaned. Junk, too-short or repeated lines are dropped."""
+    seen = set()
     items = []
     for match in re.finditer(rf"{re.escape(MARKER)}(.*)", text, flags=re.IGNORECASE):
         item = sanitize(match.group(1), max_chars).strip(" -*\"'")
@@ -80,11 +78,10 @@ def make_reflector(policy, memory, cfg, created_by: str):
 
     def reflect(state, context) -> list[str]:
         env = context.env.family
-        known = [item.text for item in memory.list("active", env)][-10:]
-        messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason, known)
+        messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason)
         [(text, _)] = policy.generate([policy.render(messages, prefill=PREFILL)], cfg.reflection_max_new_tokens,
                                       temperature=0.7)
-        items = parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars, known)
+        items = parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars)
         ids = []
         for item in items:
             item_id, _ = memory.add(item, env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,

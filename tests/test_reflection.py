@@ -12,10 +12,10 @@ def test_parser_never_crashes_on_junk():
         assert all(len(i) <= 80 for i in items)
 
 
-def test_caps_and_known_items():
+def test_caps_and_repeats():
     text = "\n".join(f"KNOWLEDGE: lesson number {i} is useful" for i in range(5))
     assert len(parse_items(text, max_items=2)) == 2
-    assert parse_items("KNOWLEDGE: Open the door first.", known=["open the door first."]) == []
+    assert parse_items("KNOWLEDGE: Open the door first.\nKNOWLEDGE: open the door first.") == ["Open the door first."]
 
 
 def test_sanitize_strips_escape_sequences_and_controls():
@@ -25,7 +25,7 @@ def test_sanitize_strips_escape_sequences_and_controls():
 def test_prompt_shows_scoring_commands():
     turns = [{"action": "go east", "feedback": "You move.", "reward": 0},
              {"action": "take coin", "feedback": "Taken!", "reward": 1}]
-    messages = reflection_messages("tw-coin_collector", "get the coin", turns, "won", "won in 2 steps", [])
+    messages = reflection_messages("tw-coin_collector", "get the coin", turns, "won", "won in 2 steps")
     assert "Commands that raised the score: take coin" in messages[-1]["content"]
 
 

@@ -1,0 +1,69 @@
+"""bench/learning.py end to end on a tiny random model (real TextWorld, TextArena, Chroma and TRL): every
+arm runs, each round's teacher is evaluated, and the JSON, PNG and docs section are written."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_wilson_interval(bench):
+    assert bench.wilson(0, 8) == [0.0, pytest.approx(0.3244, abs=1e-4)]  # never a zero-width interval at 0%
+    low, high = bench.wilson(9, 16)
+    assert low < 9 / 16 < high and 0 <= low and high <= 1
+    assert bench.wilson(16, 16)[1] == 1.0
+
+
+def test_docs_section_is_replaced_and_hand_written_text_kept(bench, tmp_path):
+    docs = tmp_path / "RESULTS.md"
+    docs.write_text("# Results\n\nBy hand, before.\n")
+    bench.write_docs(docs, f"{bench.SECTION[0]}\nfirst\n{bench.SECTION[1]}")
+    docs.write_text(docs.read_text() + "\nBy hand, after.\n")
+    bench.write_docs(docs, f"{bench.SECTION[0]}\nsecond\n{bench.SECTION[1]}")
+    text = docs.read_text()
+    assert "By hand, before." in text and "By hand, after." in text
+    assert "second" in text and "first" not in text and text.count(bench.SECTION[0]) == 1
+
+
+def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
+    writer = tmp_path / "writer-model"
+    shutil.copytree(tiny_model_dir, writer)
+    out = tmp_path / "results" / "learning.json"
+    result = bench.main(["--quick", "--model", str(tiny_model_dir), "--knowledge-model", str(writer),
+                         "--runs-dir", str(tmp_path / "runs"), "--out", str(out), "--docs", str(tmp_path / "R.md"),
+                         "--set", "distill_steps=1", "--set", "distill_batch_size=2",
+                         "--set", "reflection_max_new_tokens=12"])
+    saved = json.loads(out.read_text())
+    assert saved["rounds"] == result["rounds"] and {"baselines", "ood", "config", "command", "targets"} <= set(saved)
+    for row in saved["rounds"]:
+        assert {"round", "success_no_memory", "success_in_context", "tokens_per_episode", "steps", "n_games",
+                "ci95"} <= set(row)
+    assert [r["round"] for r in saved["rounds"]] == [0, 1] and saved["rounds"][0]["success_in_context"] is None
+    assert saved["arms"]["frozenlake"]["rounds"][1]["n_games"] == 2
+    for name in ("raw_trajectories", "sft_on_teacher_samples", "other_model_knowledge"):
+        assert len(saved["baselines"][name]["rounds"]) == 2
+    # Each round's teacher was evaluated once and saved, so a resumed bench does not redo it.
+    teacher = tmp_path / "runs" / "textworld" / "reports" / "in_context.jsonl"
+    assert [json.loads(line)["round"] for line in teacher.read_text().splitlines()] == [1]
+    # The other model wrote that baseline's knowledge; the policy wrote the method's.
+    items = json.loads((tmp_path / "runs" / "baseline-other_model_knowledge" / "trajectories" / "round_1.jsonl")
+                       .read_text().splitlines()[0])
+    assert items["policy"] == str(tiny_model_dir)
+    from memory.store import Memory
+
+    with Memory(tmp_path / "runs" / "baseline-other_model_knowledge" / "memory", read_only=True) as memory:
+        assert all(i.created_by == str(writer) for i in memory.list("all"))
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "### Targets" in (tmp_path / "R.md").read_text()
