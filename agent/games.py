@@ -2,7 +2,8 @@
 
 A game is named by its spec, `challenge[:level]` plus a seed, so the same spec always gives the same
 file. Train seeds start at `seed`, held-out seeds at `seed + HELDOUT_SEED_OFFSET`: the two sets never
-share a game.
+share a game. An out-of-distribution suite (`ood_specs`) holds whole challenge types apart: none of its
+types may be trained on, and its seeds start at `seed + OOD_SEED_OFFSET`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from oel.errors import OELError
 
 HELDOUT_SEED_OFFSET = 10_000
+OOD_SEED_OFFSET = 50_000
 TEXTWORLD_CHALLENGES = ("tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
 ARENA_CHALLENGES = ("ta-frozenlake", "ta-sokoban")
 KNOWN_CHALLENGES = TEXTWORLD_CHALLENGES + ARENA_CHALLENGES
@@ -87,6 +89,16 @@ def list_games(cache_dir: Path | None = None) -> list[dict]:
 def suite_specs(challenges: list[str], n: int, first_seed: int) -> list[GameSpec]:
     """`n` games cycling through the challenges, one seed each."""
     return [GameSpec.parse(challenges[i % len(challenges)], first_seed + i) for i in range(n)]
+
+
+def ood_specs(challenges: list[str], trained: list[str], n: int, seed: int) -> list[GameSpec]:
+    """`n` games of challenge types that are never trained on (`trained` lists the training challenges)."""
+    specs = suite_specs(challenges, n, seed + OOD_SEED_OFFSET)
+    seen = {GameSpec.parse(c, 0).env_family for c in trained}
+    overlap = sorted({s.env_family for s in specs} & seen)
+    if overlap:
+        raise OELError(f"out-of-distribution challenges must not be trained on: {', '.join(overlap)} is in both")
+    return specs
 
 
 def make_game(spec: GameSpec, cache_dir: Path | None = None) -> Path:

@@ -40,7 +40,7 @@ import time
 import oel  # noqa: F401  (offline settings)
 from rich.console import Console
 
-from agent.games import make_suite, suite_specs
+from agent.games import make_suite, ood_specs
 from consolidation.checkpoints import Registry
 from consolidation.evaluate import evaluate
 from consolidation.loop import load_policy, run_loop
@@ -51,8 +51,6 @@ FROZENLAKE = ["ta-frozenlake"]
 OOD = ["ta-frozenlake"]
 """Out of distribution for the TextWorld arm. tw-simple and tw-cooking would be the natural TextWorld picks,
 but this model never wins either (DESIGN.md §2), so a drop could not show; it does win some FrozenLake."""
-OOD_SEED = 50_000
-"""OOD games get their own seed range, apart from every train and held-out seed."""
 SECTION = ("<!-- bench/learning.py: start -->", "<!-- bench/learning.py: end -->")
 
 
@@ -100,7 +98,7 @@ def ood_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dic
     """The arm's starting and final policies, without memory, on challenge types never trained on."""
     cache = run_dir / "reports" / "ood.json"
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
-    specs = suite_specs(OOD, games, OOD_SEED)
+    specs = ood_specs(OOD, cfg.challenges, games, cfg.seed)
     suite = list(zip(make_suite(specs, desc="ood"), [s.env_family for s in specs]))
     final = Registry(run_dir / "checkpoints").current()
     result = {"challenges": OOD, "trained_on": cfg.challenges, "final_policy": final}

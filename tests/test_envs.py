@@ -77,3 +77,18 @@ def test_frozenlake_win_is_detected(tmp_path):
             assert step.done and not step.lost
             return
     pytest.fail("no seed among 20 gave a safe down-down-right-right path")
+
+
+def test_ood_suite_holds_whole_challenge_types_apart():
+    import pytest
+
+    from agent.games import GameSpec, ood_specs, suite_specs
+    from oel.errors import OELError
+
+    trained = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
+    specs = ood_specs(["ta-frozenlake", "tw-simple"], trained, 4, seed=0)
+    train_seeds = {s.seed for s in suite_specs(trained, 100, 0)}
+    assert {s.challenge for s in specs} == {"ta-frozenlake", "tw-simple"} and not train_seeds & {s.seed for s in specs}
+    with pytest.raises(OELError, match="tw-coin_collector is in both"):
+        ood_specs(["tw-coin_collector:5"], trained, 2, seed=0)
+    assert GameSpec.parse("tw-coin_collector:5", 0).env_family == "tw-coin_collector"
