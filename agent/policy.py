@@ -259,17 +259,23 @@ def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lis
     mask = torch.cat([prompt_mask[:, None, :].expand(n_rows, width, plen), same & causal], dim=2)[:, None]
     logits = model(ids, past_key_values=cache, attention_mask=mask, position_ids=positions).logits
 
-    results = []
-    for row, cands in enumerate(encoded):
-        scores, at = [], 0
-        for cand in cands:
-            # Token k of a candidate is predicted by the prompt's last position (k=0) or by token k-1.
-            preds = torch.cat([first_logits[row:row + 1], logits[row, at:at + len(cand) - 1]], dim=0)
-            target = torch.tensor(cand, device=device)
-            scores.append(F.log_softmax(preds.float(), dim=-1).gather(-1, target[:, None]).mean())
-            at += len(cand)
-        results.append(torch.stack(scores).cpu())  # .cpu() keeps gradients; sampling generators live on the CPU
-    return results
+    # Row r's sequence of logits: the prompt's last position, then its packed candidates.
+    return [mean_candidate_logprobs(torch.cat([first_logits[row:row + 1], logits[row]]), 0, cands)
+            for row, cands in enumerate(encoded)]
+
+
+def mean_candidate_logprobs(logits: torch.Tensor, last_prompt: int, encoded: list[list[int]]) -> torch.Tensor:
+    """Mean token log-probability of each candidate, packed end to end in `logits` ([positions, vocab])
+    right after the prompt's last position `last_prompt`. Token k of a candidate is predicted by that
+    position (k=0) or by the candidate's token k-1. The result is on the CPU (gradients kept), where the
+    sampling generators live."""
+    scores, at = [], last_prompt + 1
+    for cand in encoded:
+        rows = torch.tensor([last_prompt, *range(at, at + len(cand) - 1)], device=logits.device)
+        target = torch.tensor(cand, device=logits.device)
+        scores.append(F.log_softmax(logits[rows].float(), dim=-1).gather(-1, target[:, None]).mean())
+        at += len(cand)
+    return torch.stack(scores).cpu()
 
 
 class TurnCache:
@@ -321,15 +327,7 @@ class TurnCache:
         self.cache.crop(len(ids) - self.cache.get_seq_length())  # drop the candidates' entries
         self.ids = ids
         self.last_reused, self.last_encoded = keep, len(new)
-
-        logp = F.log_softmax(out.logits[0].float(), dim=-1)
-        scores, at = [], len(new)
-        for cand in encoded:
-            # Token k of a candidate is predicted by the prompt's last position (k=0) or by token k-1.
-            rows = torch.tensor([len(new) - 1] + list(range(at, at + len(cand) - 1)), device=device)
-            scores.append(logp[rows].gather(-1, torch.tensor(cand, device=device)[:, None]).mean())
-            at += len(cand)
-        return torch.stack(scores).cpu()
+        return mean_candidate_logprobs(out.logits[0], len(new) - 1, encoded)
 
 
 @torch.no_grad()
