@@ -45,6 +45,7 @@ from consolidation.checkpoints import Registry
 from consolidation.evaluate import evaluate
 from consolidation.loop import load_policy, run_loop
 from oel.config import DEFAULT_MODEL, OELConfig
+from oel.errors import OELError
 
 TEXTWORLD = ["tw-coin_collector:3", "tw-coin_collector:5", "tw-treasure_hunter:2", "tw-treasure_hunter:3"]
 FROZENLAKE = ["ta-frozenlake"]
@@ -245,22 +246,32 @@ def main(argv: list[str] | None = None) -> dict:
         args.max_steps = 4
     console = Console()
     started = time.time()
-    extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {item!r}: the value must be JSON, e.g. --set learning_rate=3e-4 or --set 'challenges=[\"ta-frozenlake\"]'")
     base = dict(model=args.model, train_games=args.train_games, heldout_games=args.heldout_games, seed=args.seed,
                 max_steps=args.max_steps, concurrency=args.concurrency, eval_in_context=True, **extra)
-    tw = OELConfig(challenges=TEXTWORLD, rounds=args.rounds, **base)
+    def config(**settings) -> OELConfig:
+        # from_dict: an unknown or malformed setting is a one-line error, before any game is played.
+        return OELConfig.from_dict({**base, **settings}, source="bench settings")
+
+    tw = config(challenges=TEXTWORLD, rounds=args.rounds)
 
     arms = {"textworld": run_arm("textworld", tw, args.runs_dir, console),
-            "frozenlake": run_arm("frozenlake", OELConfig(challenges=FROZENLAKE, rounds=args.rounds, **base),
+            "frozenlake": run_arm("frozenlake", config(challenges=FROZENLAKE, rounds=args.rounds),
                                   args.runs_dir, console)}
     ood = ood_eval(tw, args.runs_dir / "textworld", args.ood_games, console)
     baselines = {}
     for name, change in (("raw_trajectories", {"teacher_context": "trajectories"}),
                          ("sft_on_teacher_samples", {"distill_method": "sft"})):
-        cfg = OELConfig(challenges=TEXTWORLD, rounds=args.baseline_rounds, **{**base, **change})
+        cfg = config(challenges=TEXTWORLD, rounds=args.baseline_rounds, **change)
         baselines[name] = run_arm(f"baseline-{name}", cfg, args.runs_dir, console)
     if args.knowledge_model:
-        cfg = OELConfig(challenges=TEXTWORLD, rounds=args.baseline_rounds, reflection_model=args.knowledge_model, **base)
+        cfg = config(challenges=TEXTWORLD, rounds=args.baseline_rounds, reflection_model=args.knowledge_model)
         baselines["other_model_knowledge"] = run_arm("baseline-other_model_knowledge", cfg, args.runs_dir, console)
     else:
         baselines["other_model_knowledge"] = {"reason": "not run: no second model is installed here "
@@ -294,4 +305,7 @@ def _cuda() -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OELError as err:
+        sys.exit(f"error: {err}")
