@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
 from memory.lock import DirectoryLock
 from oel.errors import OELError
 
@@ -72,6 +74,19 @@ def embedder():
 
 def embed(texts: list[str]) -> list[list[float]]:
     return embedder().encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
+
+
+def _index_not_ready(err: BaseException) -> bool:
+    return "hnsw segment reader" in str(err)
+
+
+# A Chroma server shared by concurrent writers can answer a query with "Error creating hnsw segment
+# reader: Nothing found on disk" while another request is still building that collection's vector index
+# (chromadb 1.5.9; 2 in 12 runs of 6 writers here). It is transient: the same query succeeds a moment later.
+@retry(retry=retry_if_exception(_index_not_ready), stop=stop_after_attempt(6),
+       wait=wait_exponential(multiplier=0.1, max=2), reraise=True)
+def _query(collection, **kwargs) -> dict:
+    return collection.query(**kwargs)
 
 
 class Memory:
@@ -148,7 +163,7 @@ class Memory:
         [vector] = embed([text])
         collection = self._active(env)
         if collection.count():
-            near = collection.query(query_embeddings=[vector], n_results=1)
+            near = _query(collection, query_embeddings=[vector], n_results=1)
             if near["ids"][0] and near["distances"][0][0] <= merge_distance:
                 item_id, meta = near["ids"][0][0], near["metadatas"][0][0]
                 collection.update(ids=[item_id], metadatas=[{**meta, "support": int(meta["support"]) + 1}])
@@ -283,8 +298,8 @@ class Memory:
         vector = embed([text])
         found = {}
         for collection, where in scope:
-            got = collection.query(query_embeddings=vector, n_results=min(k, collection.count()), where=where,
-                                   include=["documents", "metadatas", "distances"])
+            got = _query(collection, query_embeddings=vector, n_results=min(k, collection.count()), where=where,
+                         include=["documents", "metadatas", "distances"])
             for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0]):
                 found.setdefault(i, (_item(i, d, m), dist))
         return sorted(found.values(), key=lambda pair: pair[1])[:k]

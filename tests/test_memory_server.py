@@ -70,3 +70,25 @@ def test_unreachable_server_is_one_clear_error():
 
     with pytest.raises(OELError, match="cannot reach Chroma server"):
         Memory(url=f"http://127.0.0.1:{free_port()}")
+
+
+def test_query_retries_only_the_transient_index_not_ready_error():
+    """The shared server's race (see memory.store._query) is retried; any other error surfaces at once."""
+    from memory.store import _query
+
+    class Collection:
+        def __init__(self, error):
+            self.error, self.calls = error, 0
+
+        def query(self, **kwargs):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError(self.error)
+            return {"ids": [["k-1"]]}
+
+    racing = Collection("Error executing plan: Internal error: Error creating hnsw segment reader: Nothing found on disk")
+    assert _query(racing, n_results=1) == {"ids": [["k-1"]]} and racing.calls == 2
+    broken = Collection("Collection expecting embedding with dimension of 384, got 3")
+    with pytest.raises(RuntimeError, match="dimension"):
+        _query(broken, n_results=1)
+    assert broken.calls == 1
