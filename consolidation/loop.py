@@ -183,7 +183,8 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
     else:
         result = evaluate(policy, heldout, cfg, memory=memory, desc=f"eval teacher {r}")
     row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
-           "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"]}
+           "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"],
+           "in_context_wins": [int(e["won"]) for e in result["episodes"]]}
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps({"round": r, **row}) + "\n")
@@ -195,7 +196,7 @@ def current_eval(registry: Registry, rows: list[dict]) -> dict | None:
     current = registry.current()
     if current:
         return registry.manifest(current)["eval"]["after"]
-    return {k: rows[0][k] for k in EVAL_KEYS} if rows else None
+    return {k: rows[0][k] for k in (*EVAL_KEYS, "wins") if k in rows[0]} if rows else None
 
 
 def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list[dict], knowledge_ids: list[str],
@@ -246,13 +247,18 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
 
 
 def summary(evaluation: dict) -> dict:
+    """The held-out figures a round row and a checkpoint manifest keep. `wins` is each game's outcome (1/0)
+    in the held-out order, so two policies can be compared game by game (a paired test)."""
     return {"success_no_memory": evaluation["success"], "ci95": evaluation["ci95"], "steps": evaluation["steps"],
-            "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"]}
+            "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"],
+            "wins": [int(e["won"]) for e in evaluation["episodes"]]}
 
 
 def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str,
                in_context: dict | None = None) -> dict:
-    row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS}, **(in_context or {}),
+    # `wins` is optional: rows and manifests written before it was recorded lack it.
+    row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS},
+           **({"wins": evaluation["wins"]} if "wins" in evaluation else {}), **(in_context or {}),
            "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"), "gate": gate}
     path = run_dir / "reports" / "rounds.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)

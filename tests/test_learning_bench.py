@@ -26,6 +26,14 @@ def test_wilson_interval(bench):
     assert bench.wilson(16, 16)[1] == 1.0
 
 
+def test_paired_p_uses_only_the_games_that_changed(bench):
+    assert bench.paired_p([0, 1, 1, 0], [0, 1, 1, 0]) == 1.0  # nothing changed
+    assert bench.paired_p([0] * 8, [1] * 8) == pytest.approx(2 / 2 ** 8, abs=1e-4)  # 8 of 8 discordant gained
+    # Shared wins and losses add nothing: the same 3 gains and 1 loss give the same p with 20 more ties.
+    assert bench.paired_p([0, 0, 0, 1], [1, 1, 1, 0]) == bench.paired_p([0, 0, 0, 1] + [1] * 20, [1, 1, 1, 0] + [1] * 20)
+    assert bench.paired_p(None, [1]) is None and bench.paired_p([1], [1, 0]) is None
+
+
 def test_docs_section_is_replaced_and_hand_written_text_kept(bench, tmp_path):
     docs = tmp_path / "RESULTS.md"
     docs.write_text("# Results\n\nBy hand, before.\n")
@@ -52,6 +60,11 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
                 "ci95"} <= set(row)
     assert [r["round"] for r in saved["rounds"]] == [0, 1] and saved["rounds"][0]["success_in_context"] is None
     assert saved["arms"]["frozenlake"]["rounds"][1]["n_games"] == 2
+    # OOD: trained on coin collector alone, tested on treasure hunter, never the other way round.
+    assert saved["ood"]["trained_on"] == bench.OOD_TRAIN and saved["ood"]["challenges"] == bench.OOD
+    assert saved["ood"]["round0"]["n_games"] == 2 and "drop_points" in saved["ood"]
+    # Per-game outcomes were kept, so round 0 and the last round get a paired test.
+    assert len(saved["rounds"][0]["wins"]) == 2 and saved["targets"]["gain_points"]["paired_p"] is not None
     for name in ("raw_trajectories", "sft_on_teacher_samples", "other_model_knowledge"):
         assert len(saved["baselines"][name]["rounds"]) == 2
     # Each round's teacher was evaluated once and saved, so a resumed bench does not redo it.
