@@ -21,6 +21,7 @@ from agent.arena import open_env
 from agent.graph import play_episode
 from agent.state import Context, State
 from oel.config import OELConfig
+from oel.jsonl import open_append
 
 
 def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int, seed_base: int,
@@ -41,8 +42,6 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     mode, their scoring is batched into shared forward passes (`agent.batching.BatchedPolicy`).
     Episodes are logged in the order they finish.
     """
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
     todo = [(i, game, family) for i, (game, family) in enumerate(games) if str(game) not in skip]
     acting = policy
     if concurrency > 1 and cfg.action_mode == "choose":
@@ -76,7 +75,7 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
 
     records = []
     bar = tqdm(total=len(todo), desc=desc, unit="game", leave=False)
-    with log_path.open("a") if log_path is not None else nullcontext() as log, \
+    with open_append(log_path) if log_path is not None else nullcontext() as log, \
             ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         futures = [pool.submit(play_one, *job) for job in todo]
         for future in as_completed(futures):

@@ -18,13 +18,10 @@ from pathlib import Path
 from agent.prompts import knowledge_block
 from memory.reflection import sanitize
 from memory.store import Memory
+from oel.jsonl import read_jsonl
 
 def load_trajectories(paths: list[Path]) -> list[dict]:
-    episodes = []
-    for path in paths:
-        if path.is_file():
-            episodes += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return episodes
+    return [episode for path in paths for episode in read_jsonl(path)]
 
 
 def build_dataset(episodes: list[dict], memory: Memory, k: int, teacher_context: str = "knowledge",

@@ -47,6 +47,7 @@ from memory.reflection import make_reflector
 from memory.store import Memory, open_memory
 from oel.config import OELConfig, load_run_config
 from oel.errors import OELError
+from oel.jsonl import open_append, read_jsonl
 
 EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
 
@@ -173,8 +174,7 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
     knowledge, retrieved per situation; or, for the raw-trajectory baseline, this round's train episodes of
     the game's family). Saved, so a resumed run does not evaluate it twice."""
     path = run_dir / "reports" / "in_context.jsonl"
-    saved = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    for row in saved:
+    for row in read_jsonl(path):
         if row["round"] == r:
             return {k: v for k, v in row.items() if k != "round"}
     if cfg.teacher_context == "trajectories":
@@ -185,8 +185,7 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
     row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
            "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"],
            "in_context_wins": [int(e["won"]) for e in result["episodes"]]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+    with open_append(path) as f:
         f.write(json.dumps({"round": r, **row}) + "\n")
     return row
 
@@ -261,8 +260,7 @@ def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory
            **({"wins": evaluation["wins"]} if "wins" in evaluation else {}), **(in_context or {}),
            "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"), "gate": gate}
     path = run_dir / "reports" / "rounds.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+    with open_append(path) as f:
         f.write(json.dumps(row) + "\n")
     return row
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from oel.jsonl import read_jsonl
 
 COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "held-out success, no memory"),
            ("steps", "steps/ep"), ("tokens_per_episode", "tokens/ep"),
@@ -14,10 +15,7 @@ COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "held
 
 
 def read_rounds(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "reports" / "rounds.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(Path(run_dir) / "reports" / "rounds.jsonl")
 
 
 def rounds_table(rows: list[dict]) -> Table:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from oel.config import OELConfig
 from oel.errors import OELError
+from oel.jsonl import read_jsonl
 
 app = typer.Typer(help="Online experiential learning for language-model agents: play, reflect, consolidate.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -255,15 +256,7 @@ def memory_export(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] 
 @memory_app.command("import")
 def memory_import(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl):
     """Add the items of a JSONL export, keeping their ids and metadata; ids already present are skipped."""
-    if not path.is_file():
-        raise OELError(f"import file not found: {path}")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise OELError(f"{path} line {n} is not JSON: {err.msg}") from None
+    rows = read_jsonl(path, missing_ok=False)
     with _memory(run_dir, memory_url, write=True) as memory:
         added, skipped = memory.import_items(rows)
     console.print(f"imported {added} items, skipped {skipped} already present")
