@@ -105,11 +105,23 @@ def arm_rows(rows: list[dict], run_dir: Path) -> list[dict]:
     return out
 
 
+def add_wall_time(run_dir: Path, part: str, seconds: float) -> float:
+    """Total seconds spent on `part` of an arm over every bench invocation (a resumed bench adds its time
+    to what the earlier ones spent, so a finished arm keeps the time it took rather than showing ~0)."""
+    path = run_dir / "reports" / "bench_wall_s.json"
+    spent = json.loads(path.read_text()) if path.is_file() else {}
+    spent[part] = round(spent.get(part, 0.0) + seconds, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spent, indent=2))
+    return spent[part]
+
+
 def run_arm(name: str, cfg: OELConfig, runs_dir: Path, console: Console) -> dict:
     console.rule(f"[bold]{name}[/]")
     started = time.time()
     rows = run_loop(cfg, runs_dir / name, console)
-    return {"run_dir": str(runs_dir / name), "rounds": arm_rows(rows, runs_dir / name), "wall_s": round(time.time() - started, 1)}
+    return {"run_dir": str(runs_dir / name), "rounds": arm_rows(rows, runs_dir / name),
+            "wall_s": add_wall_time(runs_dir / name, "loop", time.time() - started)}
 
 
 def ood_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dict:
@@ -119,16 +131,20 @@ def ood_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dic
     specs = ood_specs(OOD, cfg.challenges, games, cfg.seed)
     suite = list(zip(make_suite(specs, desc="ood"), [s.env_family for s in specs]))
     final = Registry(run_dir / "checkpoints").current()
+    started = time.time()
     result = {"challenges": OOD, "trained_on": cfg.challenges, "final_policy": final}
     for key, version in (("round0", None), ("final", final)):
-        if saved.get(key, {}).get("version", "?") != version:
+        if saved.get(key, {}).get("version", "?") != version or "wins" not in saved[key]:
             console.print(f"OOD: evaluating {version or 'the base model'} on {len(suite)} {', '.join(OOD)} games")
             e = evaluate(load_policy(cfg, Registry(run_dir / "checkpoints"), version), suite, cfg, desc=f"ood {key}")
             saved[key] = {"version": version, "success": e["success"], "n_games": e["n_games"],
-                          "ci95": wilson(e["success"] * e["n_games"], e["n_games"]), "steps": e["steps"]}
+                          "ci95": wilson(e["success"] * e["n_games"], e["n_games"]), "steps": e["steps"],
+                          "wins": [int(x["won"]) for x in e["episodes"]]}
             cache.write_text(json.dumps(saved, indent=2))
         result[key] = saved[key]
     result["drop_points"] = round(100 * (result["round0"]["success"] - result["final"]["success"]), 1)
+    result["paired_p"] = paired_p(result["round0"]["wins"], result["final"]["wins"])
+    result["wall_s"] = add_wall_time(run_dir, "ood", time.time() - started)
     return result
 
 
@@ -193,7 +209,8 @@ def pct(x: float | None, ci: list[float] | None = None) -> str:
 def markdown(result: dict, png: Path, docs: Path) -> str:
     lines = [SECTION[0], "", f"## Learning benchmark (`bench/learning.py`)", "",
              f"Command: `{result['command']}`  ",
-             f"Measured {result['measured_at']} on {result['machine']}; total wall time {result['wall_s'] / 60:.0f} min.",
+             f"Measured {result['measured_at']} on {result['machine']}; {result['wall_s'] / 60:.0f} min of compute in all "
+             "(each arm's time summed over the bench invocations that built it).",
              "Success is on held-out games (seeds never trained on), with Wilson 95% intervals in brackets.", ""]
     for name, arm in result["arms"].items():
         lines += [f"### {name}", "", "| round | policy | success, no memory | teacher (knowledge in prompt) | steps/ep |"
@@ -211,7 +228,8 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
               f"Trained on {', '.join(ood['trained_on'])}; evaluated on {', '.join(ood['challenges'])} "
               f"(n={ood['round0']['n_games']}): base model {pct(ood['round0']['success'], ood['round0']['ci95'])}, "
               f"final policy ({ood['final_policy'] or 'base model: nothing promoted'}) "
-              f"{pct(ood['final']['success'], ood['final']['ci95'])}: a drop of {ood['drop_points']} points.", ""]
+              f"{pct(ood['final']['success'], ood['final']['ci95'])}: a drop of {ood['drop_points']} points "
+              f"(exact McNemar p = {ood['paired_p']}).", ""]
     lines += ["### Baselines", "", "| baseline | round | success, no memory | in context | gate |", "|---|---|---|---|---|"]
     for name, base in result["baselines"].items():
         if "rounds" not in base:
@@ -309,7 +327,9 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python bench/learning.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "measured_at": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} CPU cores" + (", CUDA" if _cuda() else ", no GPU"),
-        "wall_s": round(time.time() - started, 1),
+        "wall_s": round(sum(a["wall_s"] for a in [*arms.values(), *baselines.values()] if "wall_s" in a)
+                        + ood["wall_s"], 1),
+        "invocation_wall_s": round(time.time() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

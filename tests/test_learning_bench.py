@@ -62,7 +62,7 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
     assert saved["arms"]["frozenlake"]["rounds"][1]["n_games"] == 2
     # OOD: trained on coin collector alone, tested on treasure hunter, never the other way round.
     assert saved["ood"]["trained_on"] == bench.OOD_TRAIN and saved["ood"]["challenges"] == bench.OOD
-    assert saved["ood"]["round0"]["n_games"] == 2 and "drop_points" in saved["ood"]
+    assert saved["ood"]["round0"]["n_games"] == 2 and "drop_points" in saved["ood"] and "paired_p" in saved["ood"]
     # Per-game outcomes were kept, so round 0 and the last round get a paired test.
     assert len(saved["rounds"][0]["wins"]) == 2 and saved["targets"]["gain_points"]["paired_p"] is not None
     for name in ("raw_trajectories", "sft_on_teacher_samples", "other_model_knowledge"):
