@@ -1,6 +1,6 @@
 """Rollout benchmark: steps per second of choose-mode play, naive versus the project's fast path.
 
-    .venv/bin/python bench/rollout.py [--games 16] [--steps 6] [--json]
+    .venv/bin/python bench/rollout.py [--games 16] [--steps 6] [--challenges C ...] [--json]
 
 - naive: one game at a time; every candidate command is scored with a full forward pass over prompt +
   candidate, so the whole prompt is re-encoded for every candidate, every turn;
@@ -39,6 +39,9 @@ from agent.rollout import play_games
 from oel.config import OELConfig
 
 CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
+"""The default suite: what the learning loop plays. These games offer ~5 commands a step, which bounds what
+shared-prefix scoring can save; `--challenges tw-cooking:1` (~13-21 commands a step) shows the regime the
+naive path is worst at."""
 
 
 class NaivePolicy(Policy):
@@ -46,12 +49,14 @@ class NaivePolicy(Policy):
         return naive_candidate_logprobs(self.model, self.tokenizer, prompt, candidates, self.end_ids)
 
 
-def steps_per_s(policy, games, cfg, concurrency) -> tuple[float, int]:
+def steps_per_s(policy, games, cfg, concurrency) -> tuple[float, int, float]:
+    """Steps per second, steps played, and the mean number of commands scored a step."""
     start = time.perf_counter()
     records = play_games(policy, games, cfg, round=0, seed_base=0, concurrency=concurrency,
                          desc=f"{type(policy).__name__}@{concurrency}")
     steps = sum(r["steps"] for r in records)
-    return steps / (time.perf_counter() - start), steps
+    turns = [t for r in records for t in r["turns"]]
+    return steps / (time.perf_counter() - start), steps, sum(len(t["admissible"]) for t in turns) / max(1, len(turns))
 
 
 def main() -> None:
@@ -60,23 +65,25 @@ def main() -> None:
     parser.add_argument("--naive-games", type=int, default=4,
                         help="games for the naive path (~3 s a step on 2 CPU cores; fewer games, a noisier rate)")
     parser.add_argument("--steps", type=int, default=6, help="step limit per game")
+    parser.add_argument("--challenges", nargs="+", default=CHALLENGES, metavar="C",
+                        help=f"game challenges, as for `oel games make` (default: {' '.join(CHALLENGES)})")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
 
     cfg = OELConfig(max_steps=args.steps)
-    specs = suite_specs(CHALLENGES, args.games, 20_000)
+    specs = suite_specs(args.challenges, args.games, 20_000)
     games = list(zip(make_suite(specs), [s.env_family for s in specs]))
     fast = Policy.load()
     naive = NaivePolicy(fast.model, fast.tokenizer, "naive")
     play_games(fast, games[:1], cfg, round=0, seed_base=0)  # warm-up: first-call allocations
 
-    naive_rate, naive_steps = steps_per_s(naive, games[:args.naive_games], cfg, 1)
+    naive_rate, naive_steps, _ = steps_per_s(naive, games[:args.naive_games], cfg, 1)
     fast.reuse_cache = False
-    plain_rate, plain_steps = steps_per_s(fast, games, cfg, 1)
+    plain_rate, plain_steps, candidates = steps_per_s(fast, games, cfg, 1)
     fast.reuse_cache, fast.prompt_tokens = True, {"reused": 0, "encoded": 0}
-    fast1_rate, fast1_steps = steps_per_s(fast, games, cfg, 1)
+    fast1_rate, fast1_steps, _ = steps_per_s(fast, games, cfg, 1)
     reused = fast.prompt_tokens["reused"] / max(1, fast.prompt_tokens["reused"] + fast.prompt_tokens["encoded"])
-    fastk_rate, fastk_steps = steps_per_s(fast, games, cfg, args.games)
+    fastk_rate, fastk_steps, _ = steps_per_s(fast, games, cfg, args.games)
     best_rate, best_path = max((fast1_rate, "fast@1"), (fastk_rate, f"fast@{args.games}"))
     result = {
         "naive_steps_per_s": round(naive_rate, 3), "fast1_no_reuse_steps_per_s": round(plain_rate, 3),
@@ -84,7 +91,7 @@ def main() -> None:
         "fast_steps_per_s": round(best_rate, 3), "fast_path": best_path,
         "speedup": round(best_rate / naive_rate, 2), "batched_speedup": round(fastk_rate / fast1_rate, 2),
         "reuse_speedup": round(fast1_rate / plain_rate, 2), "prompt_tokens_reused": round(reused, 3),
-        "concurrency": args.games,
+        "concurrency": args.games, "challenges": args.challenges, "commands_per_step": round(candidates, 1),
         "steps_measured": {"naive": naive_steps, "fast1_no_reuse": plain_steps, "fast1": fast1_steps,
                            f"fast{args.games}": fastk_steps},
         "device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} ({platform.machine()})",
