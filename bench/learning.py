@@ -133,13 +133,15 @@ def ood_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dic
     final = Registry(run_dir / "checkpoints").current()
     started = time.time()
     result = {"challenges": OOD, "trained_on": cfg.challenges, "final_policy": final}
+    games_played = [s.name for s in specs]
     for key, version in (("round0", None), ("final", final)):
-        if saved.get(key, {}).get("version", "?") != version or "wins" not in saved[key]:
+        # A saved evaluation counts only for the same policy on the same games (--ood-games may change).
+        if saved.get(key, {}).get("version", "?") != version or saved[key].get("games") != games_played:
             console.print(f"OOD: evaluating {version or 'the base model'} on {len(suite)} {', '.join(OOD)} games")
             e = evaluate(load_policy(cfg, Registry(run_dir / "checkpoints"), version), suite, cfg, desc=f"ood {key}")
             saved[key] = {"version": version, "success": e["success"], "n_games": e["n_games"],
                           "ci95": wilson(e["success"] * e["n_games"], e["n_games"]), "steps": e["steps"],
-                          "wins": [int(x["won"]) for x in e["episodes"]]}
+                          "wins": [int(x["won"]) for x in e["episodes"]], "games": games_played}
             cache.write_text(json.dumps(saved, indent=2))
         result[key] = saved[key]
     result["drop_points"] = round(100 * (result["round0"]["success"] - result["final"]["success"]), 1)
@@ -248,16 +250,29 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
     return "\n".join(lines)
 
 
-def write_docs(docs: Path, section: str) -> None:
-    """Replace the benchmark's marked section of `docs`, keeping everything written by hand around it."""
+def write_docs(docs: Path, section: str, markers: tuple[str, str] = SECTION) -> None:
+    """Replace the section of `docs` between `markers` (which `section` starts and ends with), keeping
+    everything written by hand around it."""
     text = docs.read_text() if docs.is_file() else "# Results\n"
-    if SECTION[0] in text and SECTION[1] in text:
-        head, rest = text.split(SECTION[0], 1)
-        text = head + section + rest.split(SECTION[1], 1)[1]
+    if markers[0] in text and markers[1] in text:
+        head, rest = text.split(markers[0], 1)
+        text = head + section + rest.split(markers[1], 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     docs.parent.mkdir(parents=True, exist_ok=True)
     docs.write_text(text)
+
+
+def settings(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """`--set KEY=JSON` options as a dict; a value that is not JSON is a usage error naming the option."""
+    extra = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {item!r}: the value must be JSON, e.g. --set learning_rate=3e-4 or --set 'challenges=[\"ta-frozenlake\"]'")
+    return extra
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -285,13 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.max_steps = 4
     console = Console()
     started = time.time()
-    extra = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            extra[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parser.error(f"--set {item!r}: the value must be JSON, e.g. --set learning_rate=3e-4 or --set 'challenges=[\"ta-frozenlake\"]'")
+    extra = settings(parser, args.set)
     base = dict(model=args.model, train_games=args.train_games, heldout_games=args.heldout_games, seed=args.seed,
                 max_steps=args.max_steps, concurrency=args.concurrency, eval_in_context=True, **extra)
     def config(**settings) -> OELConfig:

@@ -80,3 +80,25 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
         assert all(i.created_by == str(writer) for i in memory.list("all"))
     assert out.with_suffix(".png").stat().st_size > 0
     assert "### Targets" in (tmp_path / "R.md").read_text()
+
+
+def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_path, tiny_model_dir):
+    spec = importlib.util.spec_from_file_location("bench_ood", ROOT / "bench" / "ood.py")
+    ood = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ood)
+    out, docs = tmp_path / "levers.jsonl", tmp_path / "R.md"
+    docs.write_text("# Results\n\nBy hand.\n")
+    common = ["--model", str(tiny_model_dir), "--rounds", "1", "--train-games", "2", "--heldout-games", "2",
+              "--max-steps", "3", "--out", str(out), "--docs", str(docs), "--set", "distill_steps=1",
+              "--set", "distill_batch_size=2", "--set", "reflection_max_new_tokens=12"]
+    first = ood.main(["--runs-dir", str(tmp_path / "a"), "--ood-games", "2", *common])
+    assert first["ood_n"] == 2 and len(first["in_distribution"]) == 2
+    assert first["settings"] == {"distill_steps": 1, "distill_batch_size": 2, "reflection_max_new_tokens": 12}
+    # The same run with more OOD games: the loop resumes (nothing retrained) and the saved OOD evaluation,
+    # made on 2 games, is not reused for 3.
+    again = ood.main(["--runs-dir", str(tmp_path / "a"), "--ood-games", "3", *common])
+    assert again["ood_n"] == 3 and again["in_distribution"] == first["in_distribution"]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["ood_n"] == 3  # one row per run directory
+    text = docs.read_text()
+    assert "By hand." in text and text.count(ood.SECTION[0]) == 1 and "(3)" in text
