@@ -67,6 +67,12 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
     assert len(saved["rounds"][0]["wins"]) == 2 and saved["targets"]["gain_points"]["paired_p"] is not None
     for name in ("raw_trajectories", "sft_on_teacher_samples", "other_model_knowledge"):
         assert len(saved["baselines"][name]["rounds"]) == 2
+    # The recheck replays the loop's held-out games first, with the same seeds, so those outcomes repeat
+    # exactly; then it adds new held-out games.
+    recheck = saved["heldout_recheck"]
+    assert recheck["round0"]["n_games"] == 3 and recheck["round0"]["wins"][:2] == saved["rounds"][0]["wins"]
+    assert recheck["final"]["wins"][:2] == saved["rounds"][-1]["wins"]
+    assert {"gain_points_recheck", "steps_ratio_recheck"} <= set(saved["targets"])
     # Each round's teacher was evaluated once and saved, so a resumed bench does not redo it.
     teacher = tmp_path / "runs" / "textworld" / "reports" / "in_context.jsonl"
     assert [json.loads(line)["round"] for line in teacher.read_text().splitlines()] == [1]
