@@ -40,7 +40,8 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
 
     With `concurrency` K > 1, K games run at once through the same graph (one thread each) and, in choose
     mode, their scoring is batched into shared forward passes (`agent.batching.BatchedPolicy`).
-    Episodes are logged in the order they finish.
+    Episodes are logged in the order they finish (a crash loses none that finished), and returned in the
+    order of `games`, so two evaluations of the same suite pair up game by game.
     """
     todo = [(i, game, family) for i, (game, family) in enumerate(games) if str(game) not in skip]
     acting = policy
@@ -73,22 +74,22 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
                 "tokens": state.tokens, "invalid": state.invalid, "objective": state.objective,
                 "knowledge_written": state.knowledge_written, "turns": state.turns}
 
-    records = []
+    records = {}
     bar = tqdm(total=len(todo), desc=desc, unit="game", leave=False)
     with open_append(log_path) if log_path is not None else nullcontext() as log, \
             ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(play_one, *job) for job in todo]
+        futures = {pool.submit(play_one, *job): job[0] for job in todo}
         for future in as_completed(futures):
             record = future.result()
             if log is not None:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-            records.append(record)
+            records[futures[future]] = record
             bar.update(1)
     bar.close()
     if acting is not policy:
         acting.close()
-    return records
+    return [records[i] for i in sorted(records)]
 
 
 def _serialised(fn):

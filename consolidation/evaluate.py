@@ -28,5 +28,6 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
         "tokens_per_episode": sum(e["tokens"] for e in episodes) / n,
         "invalid_per_episode": sum(e["invalid"] for e in episodes) / n,
         "n_games": n,
+        "wins": [int(e["won"]) for e in episodes],  # per game, in the suite's order: paired comparisons
         "episodes": [{k: e[k] for k in ("game", "won", "outcome", "steps", "tokens", "invalid")} for e in episodes],
     }

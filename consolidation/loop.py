@@ -184,7 +184,7 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
         result = evaluate(policy, heldout, cfg, memory=memory, desc=f"eval teacher {r}")
     row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
            "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"],
-           "in_context_wins": [int(e["won"]) for e in result["episodes"]]}
+           "in_context_wins": result["wins"]}
     with open_append(path) as f:
         f.write(json.dumps({"round": r, **row}) + "\n")
     return row
@@ -250,7 +250,7 @@ def summary(evaluation: dict) -> dict:
     in the held-out order, so two policies can be compared game by game (a paired test)."""
     return {"success_no_memory": evaluation["success"], "ci95": evaluation["ci95"], "steps": evaluation["steps"],
             "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"],
-            "wins": [int(e["won"]) for e in evaluation["episodes"]]}
+            "wins": evaluation["wins"]}
 
 
 def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str,
