@@ -52,6 +52,7 @@ from consolidation.evaluate import evaluate
 from consolidation.loop import load_policy, run_loop
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import OELError
+from oel.files import write_atomic
 
 TEXTWORLD = ["tw-coin_collector:3", "tw-coin_collector:5", "tw-treasure_hunter:2", "tw-treasure_hunter:3"]
 FROZENLAKE = ["ta-frozenlake"]
@@ -74,14 +75,18 @@ def wilson(successes: float, n: int, z: float = 1.96) -> list[float]:
     return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
+def gained_lost(before: list[int], after: list[int]) -> tuple[int, int]:
+    """Games the second policy won and the first lost, and the reverse (same games, same order)."""
+    return sum(a > b for b, a in zip(before, after)), sum(b > a for b, a in zip(before, after))
+
+
 def paired_p(before: list[int] | None, after: list[int] | None) -> float | None:
     """Exact two-sided McNemar p-value for two policies scored on the same games (None if not recorded)."""
     if not before or not after or len(before) != len(after):
         return None
     from scipy.stats import binomtest
 
-    gained = sum(a > b for b, a in zip(before, after))
-    lost = sum(b > a for b, a in zip(before, after))
+    gained, lost = gained_lost(before, after)
     return round(binomtest(gained, gained + lost).pvalue, 4) if gained + lost else 1.0
 
 
@@ -114,8 +119,7 @@ def add_wall_time(run_dir: Path, part: str, seconds: float) -> float:
     path = run_dir / "reports" / "bench_wall_s.json"
     spent = json.loads(path.read_text()) if path.is_file() else {}
     spent[part] = round(spent.get(part, 0.0) + seconds, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spent, indent=2))
+    write_atomic(path, json.dumps(spent, indent=2))
     return spent[part]
 
 
@@ -146,9 +150,8 @@ def base_vs_final(cfg: OELConfig, run_dir: Path, specs: list, name: str, console
             saved[key] = {"version": version, "success": e["success"], "n_games": e["n_games"],
                           "ci95": wilson(e["success"] * e["n_games"], e["n_games"]), "steps": e["steps"],
                           "tokens_per_episode": e["tokens_per_episode"],
-                          "wins": [int(x["won"]) for x in e["episodes"]], "games": games_played}
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(saved, indent=2))
+                          "wins": e["wins"], "games": games_played}
+            write_atomic(cache, json.dumps(saved, indent=2))
         result[key] = saved[key]
     result["change_points"] = round(100 * (result["final"]["success"] - result["round0"]["success"]), 1)
     result["paired_p"] = paired_p(result["round0"]["wins"], result["final"]["wins"])

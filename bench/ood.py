@@ -26,9 +26,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from bench.learning import OOD_TRAIN, ood_eval, pct, run_arm, settings, write_docs
+from bench.learning import OOD_TRAIN, gained_lost, ood_eval, pct, run_arm, settings, write_docs
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import OELError
+from oel.files import write_atomic
 from oel.jsonl import read_jsonl
 
 SECTION = ("<!-- bench/ood.py: start -->", "<!-- bench/ood.py: end -->")
@@ -36,23 +37,20 @@ SECTION = ("<!-- bench/ood.py: start -->", "<!-- bench/ood.py: end -->")
 
 def summary_row(label: str, extra: dict, arm: dict, ood: dict, command: str) -> dict:
     rounds = arm["rounds"]
+    gained, lost = gained_lost(ood["round0"]["wins"], ood["final"]["wins"])
     return {"label": label, "settings": extra, "run_dir": arm["run_dir"], "command": command,
             "in_distribution": [r["success_no_memory"] for r in rounds], "steps": [r["steps"] for r in rounds],
             "n_heldout": rounds[0]["n_games"], "promoted": ood["final_policy"],
             "ood_base": ood["round0"]["success"], "ood_final": ood["final"]["success"],
             "ood_n": ood["round0"]["n_games"], "ood_drop_points": ood["drop_points"], "ood_paired_p": ood["paired_p"],
-            "gained": sum(a < b for a, b in zip(ood["round0"]["wins"], ood["final"]["wins"])),
-            "lost": sum(a > b for a, b in zip(ood["round0"]["wins"], ood["final"]["wins"])),
+            "gained": gained, "lost": lost,
             "wall_s": round(arm["wall_s"] + ood["wall_s"], 1), "measured_at": time.strftime("%Y-%m-%d")}
 
 
 def save_row(path: Path, row: dict) -> list[dict]:
     """All rows with `row` in place of any earlier one for the same run directory (written atomically)."""
     rows = [r for r in read_jsonl(path) if r["run_dir"] != row["run_dir"]] + [row]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from oel.errors import OELError
+from oel.files import write_atomic
 
 MANIFEST = "manifest.json"
 
@@ -74,7 +75,4 @@ class Registry:
         """Rewrite one manifest field atomically (write temp file, then rename)."""
         manifest = self.manifest(version)
         manifest["status"] = status
-        path = self.root / version / MANIFEST
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, path)
+        write_atomic(self.root / version / MANIFEST, json.dumps(manifest, indent=2))

@@ -47,6 +47,7 @@ from memory.reflection import make_reflector
 from memory.store import Memory, open_memory
 from oel.config import OELConfig, load_run_config
 from oel.errors import OELError
+from oel.files import write_atomic
 from oel.jsonl import open_append, read_jsonl
 
 EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
@@ -68,9 +69,7 @@ def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
             k = changed[0]
             raise OELError(f"{run_dir} was made with {k}={saved.get(k)!r}, not {getattr(cfg, k)!r}; "
                            "use the same settings to continue it, or a new --run-dir")
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 
 
 def prepare_games(cfg: OELConfig, run_dir: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:

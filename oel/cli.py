@@ -15,6 +15,7 @@ from rich.table import Table
 
 from oel.config import OELConfig
 from oel.errors import OELError
+from oel.files import write_atomic
 from oel.jsonl import read_jsonl
 
 app = typer.Typer(help="Online experiential learning for language-model agents: play, reflect, consolidate.",
@@ -247,9 +248,7 @@ def memory_export(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] 
     """Write every item (all statuses, all metadata) to a JSONL file."""
     with _memory(run_dir, memory_url) as memory:
         rows = memory.export()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
     console.print(f"exported {len(rows)} items to {path}")
 
 
