@@ -35,8 +35,9 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
 
     With `memory`, each turn's prompt holds the top-k active items of the game's family for the current
     situation (`Memory.retrieve`, the same call that feeds the consolidation teacher). Without it, which
-    is the default, the policy plays from its weights alone. `knowledge_for(family)` instead gives a fixed
-    list of items per family (the raw-trajectory baseline puts trajectories there).
+    is the default, the policy plays from its weights alone. `knowledge_for(family)` gives a fixed list of
+    items per family (the raw-trajectory baseline puts trajectories there); with both, the retrieved items
+    come first, as in the consolidation teacher's prompt (`consolidation.dataset.build_dataset`).
 
     With `concurrency` K > 1, K games run at once through the same graph (one thread each) and, in choose
     mode, their scoring is batched into shared forward passes (`agent.batching.BatchedPolicy`).
@@ -55,10 +56,8 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     def play_one(i: int, game: Path, family: str) -> dict:
         env = open_env(game, family, cfg.max_steps + 1)
         episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
-        if memory is not None:
-            knowledge = _retriever(memory, family, k)
-        else:
-            knowledge = knowledge_for(family) if knowledge_for is not None else []
+        fixed = knowledge_for(family) if knowledge_for is not None else []
+        knowledge = _retriever(memory, family, k, fixed) if memory is not None else fixed
         context = Context(env=env, policy=acting, mode=cfg.action_mode, max_steps=cfg.max_steps,
                           temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
                           thinking=cfg.thinking,
@@ -102,5 +101,5 @@ def _serialised(fn):
     return locked
 
 
-def _retriever(memory, env: str, k: int) -> Callable[[str], list[str]]:
-    return lambda situation: [item.text for item in memory.retrieve(situation, env=env, k=k)]
+def _retriever(memory, env: str, k: int, fixed: list[str]) -> Callable[[str], list[str]]:
+    return lambda situation: [item.text for item in memory.retrieve(situation, env=env, k=k)] + fixed

@@ -6,7 +6,7 @@ context before the situation text (`distill.TEACHER_TEMPLATE`), as DESIGN.md §1
 
 The privileged context is either the knowledge retrieved for the situation (`Memory.retrieve`, the same
 call used when acting with memory), or, as the paper's baseline, raw trajectories of other games of the
-same family (`trajectory_items`), in the same slot. Prefixes with nothing to add are skipped: teacher and student would be identical.
+same family (`trajectory_items`), in the same slot, or both (knowledge first). Prefixes with nothing to add are skipped: teacher and student would be identical.
 """
 
 from __future__ import annotations
@@ -26,18 +26,20 @@ def load_trajectories(paths: list[Path]) -> list[dict]:
 
 def build_dataset(episodes: list[dict], memory: Memory, k: int, teacher_context: str = "knowledge",
                   max_tokens: int = 512) -> tuple[list[dict], list[str]]:
-    """Return (records, ids of the knowledge used; empty for trajectories)."""
+    """Return (records, ids of the knowledge used; empty for trajectories alone)."""
     records, used = [], []
     for episode in episodes:
         others = [e for e in episodes if e["env"] == episode["env"] and e["id"] != episode["id"]]
         for turn in episode["turns"]:
             messages = turn["prefix"]
-            if teacher_context == "trajectories":
-                context = knowledge_block(trajectory_items(others, max_tokens))
-            else:
+            texts = []
+            if teacher_context != "trajectories":
                 items = memory.retrieve(messages[-1]["content"], env=episode["env"], k=k, max_tokens=max_tokens)
-                context = knowledge_block([i.text for i in items])
+                texts += [i.text for i in items]
                 used += [i.id for i in items if i.id not in used]
+            if teacher_context != "knowledge":
+                texts += trajectory_items(others, max_tokens)
+            context = knowledge_block(texts)
             if context:
                 records.append({"prompt": messages, "privileged_context": context,
                                 "candidates": turn.get("admissible") or [turn["action"]]})

@@ -170,17 +170,18 @@ def reflection_policy(cfg: OELConfig, policy: Policy) -> Policy:
 def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, episodes: list[dict],
                  heldout: list[tuple[Path, str]], r: int) -> dict:
     """Held-out success of round r's teacher: `policy` with what the teacher sees in its prompt (the active
-    knowledge, retrieved per situation; or, for the raw-trajectory baseline, this round's train episodes of
-    the game's family). Saved, so a resumed run does not evaluate it twice."""
+    knowledge, retrieved per situation; for the raw-trajectory baseline, this round's train episodes of
+    the game's family; or both, as `cfg.teacher_context` says). Saved, so a resumed run does not evaluate it twice."""
     path = run_dir / "reports" / "in_context.jsonl"
     for row in read_jsonl(path):
         if row["round"] == r:
             return {k: v for k, v in row.items() if k != "round"}
-    if cfg.teacher_context == "trajectories":
-        result = evaluate(policy, heldout, cfg, desc=f"eval teacher {r}", knowledge_for=lambda family: trajectory_items(
-            [e for e in episodes if e["env"] == family]))
-    else:
-        result = evaluate(policy, heldout, cfg, memory=memory, desc=f"eval teacher {r}")
+    def trajectories(family: str) -> list[str]:
+        return trajectory_items([e for e in episodes if e["env"] == family])
+
+    result = evaluate(policy, heldout, cfg, memory=None if cfg.teacher_context == "trajectories" else memory,
+                      knowledge_for=None if cfg.teacher_context == "knowledge" else trajectories,
+                      desc=f"eval teacher {r}")
     row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
            "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"],
            "in_context_wins": result["wins"]}

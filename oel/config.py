@@ -98,9 +98,9 @@ class OELConfig:
     admissible commands. `auto` picks `choices` in choose mode and `tokens` in generate mode."""
     distill_method: Literal["on_policy", "sft"] = "on_policy"
     """`sft` is the off-policy baseline: supervised fine-tuning on the teacher's own samples."""
-    teacher_context: Literal["knowledge", "trajectories"] = "knowledge"
-    """What the teacher sees: retrieved knowledge items, or (baseline) raw trajectories of other games of
-    the same family."""
+    teacher_context: Literal["knowledge", "trajectories", "knowledge+trajectories"] = "knowledge"
+    """What the teacher sees: retrieved knowledge items (the method), raw trajectories of other games of the
+    same family (the paper's baseline), or both, knowledge first (`bench/teacher.py` compares them)."""
     gate_tolerance: float = 0.0
     """Promote the new checkpoint if its held-out success >= parent success - tolerance."""
 
@@ -127,7 +127,7 @@ class OELConfig:
                 raise OELError(f"config: {name} must be a positive number, got {value!r}")
         for name, allowed in (("distill_objective", ("auto", "tokens", "choices")),
                               ("distill_method", ("on_policy", "sft")),
-                              ("teacher_context", ("knowledge", "trajectories"))):
+                              ("teacher_context", ("knowledge", "trajectories", "knowledge+trajectories"))):
             if getattr(self, name) not in allowed:
                 raise OELError(f"config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.merge_distance < 2:

@@ -30,3 +30,28 @@ def test_distill_trains_an_adapter_that_changes_the_policy(tiny_model_dir, tmp_p
     prompt = base.render(records[0]["prompt"])
     assert not torch.allclose(base.score_candidates(prompt, ["go east", "look"]),
                               tuned.score_candidates(prompt, ["go east", "look"]))
+
+
+@pytest.mark.parametrize("context", ["knowledge", "trajectories", "knowledge+trajectories"])
+def test_teacher_context_holds_what_the_setting_names(tmp_path, context):
+    from consolidation.dataset import build_dataset
+    from memory.store import Memory
+
+    def episode(i, won):
+        turn = {"prefix": acting_messages("Objective: find the coin. You are in a cellar."), "action": "go east",
+                "feedback": "You find a coin." if won else "A wall.", "admissible": ["go east", "go west"]}
+        return {"id": f"e{i}", "env": "tw-coin_collector", "won": won, "outcome": "won" if won else "lost",
+                "turns": [turn]}
+
+    with Memory(tmp_path / "memory") as memory:
+        memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="s", outcome="won",
+                   round=1, created_by="hand")
+        records, used = build_dataset([episode(0, True), episode(1, False)], memory, k=4, teacher_context=context)
+    assert len(records) == 2 and records[0]["candidates"] == ["go east", "go west"]
+    text = records[1]["privileged_context"]  # episode 1's teacher sees episode 0's play, never its own
+    knows, replays = "Take the coin" in text, "Game (won): go east -> You find a coin." in text
+    assert (knows, replays) == (context != "trajectories", context != "knowledge")
+    assert "Game (lost)" not in text
+    assert bool(used) == (context != "trajectories")
+    if knows and replays:
+        assert text.index("Take the coin") < text.index("Game (won)")  # knowledge first

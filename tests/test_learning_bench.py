@@ -108,3 +108,40 @@ def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_
     assert len(rows) == 1 and rows[0]["ood_n"] == 3  # one row per run directory
     text = docs.read_text()
     assert "By hand." in text and text.count(ood.SECTION[0]) == 1 and "(3)" in text
+
+
+def test_teacher_bench_compares_contexts_on_a_copy_of_the_memory(tmp_path, tiny_model_dir):
+    from consolidation.loop import run_loop
+    from memory.store import Memory
+    from oel.config import OELConfig
+    from oel.errors import OELError
+
+    spec = importlib.util.spec_from_file_location("bench_teacher", ROOT / "bench" / "teacher.py")
+    teacher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teacher)
+    run_dir = tmp_path / "run"
+    with Memory(run_dir / "memory") as memory:  # a random model writes no usable knowledge: seed it
+        memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="seed", outcome="won",
+                   round=1, created_by="hand")
+    run_loop(OELConfig(model=str(tiny_model_dir), challenges=["tw-coin_collector:1"], train_games=2, heldout_games=2,
+                       max_steps=3, rounds=1, distill_steps=1, distill_batch_size=2, reflection_max_new_tokens=8),
+             run_dir)
+    with Memory(run_dir / "memory", read_only=True) as memory:
+        before = memory.export()
+    args = ["--run-dir", str(run_dir), "--games", "3", "--out", str(tmp_path / "t.json"), "--docs", str(tmp_path / "R.md")]
+    result = teacher.main([*args, "--contexts", "knowledge+trajectories"])
+    rows = result["contexts"]
+    assert list(rows) == ["none", "knowledge+trajectories"]  # `none`, the reference, is always played
+    assert all(row["n_games"] == 3 and len(row["wins"]) == 3 for row in rows.values())
+    # The loop's own held-out games come first, with the same seeds: the base model repeats its outcomes.
+    loop_round0 = json.loads((run_dir / "reports" / "rounds.jsonl").read_text().splitlines()[0])
+    assert rows["none"]["wins"][:2] == loop_round0["wins"]
+    # Saved evaluations are reused: a second call with one more context only plays that one.
+    again = teacher.main([*args, "--contexts", "knowledge,knowledge+trajectories"])
+    assert again["contexts"]["none"] == rows["none"] and set(again["contexts"]) == {"none", "knowledge",
+                                                                                    "knowledge+trajectories"}
+    with Memory(run_dir / "memory", read_only=True) as memory:
+        assert memory.export() == before  # the knowledge was read from a copy; the run's memory is untouched
+    assert "| knowledge+trajectories |" in (tmp_path / "R.md").read_text()
+    with pytest.raises(OELError, match="round 2"):
+        teacher.main([*args, "--round", "2"])

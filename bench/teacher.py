@@ -1,0 +1,150 @@
+"""The teacher's ceiling: which context in the prompt makes the best teacher, on many held-out games.
+
+    .venv/bin/python bench/teacher.py --run-dir runs/bench-learning/textworld --round 1 --games 48
+
+Context distillation teaches the student to play like its teacher (the policy with a context in its
+prompt), and measured here the student stops when it gets there (docs/RESULTS.md, "More rounds"). So the
+teacher bounds what a round of consolidation can reach, and comparing teachers takes one evaluation each
+(~3 min for 48 games on 2 CPU cores) where a loop takes half an hour. For round R of an existing run, the
+policy plays the same held-out games with the same sampling seeds, with in its prompt:
+
+- `none`: nothing (the policy alone);
+- `knowledge`: the items the run's reflections wrote in round R, retrieved per situation (top `retrieve_k`),
+  as round R's teacher saw them (the bench's memory held nothing else active then);
+- `trajectories`: round R's train episodes of the game's family, as raw play logs (the paper's baseline);
+- `knowledge+trajectories`: both, knowledge first (`teacher_context` in the loop's settings).
+
+The knowledge is read from a copy of the run's memory, so the run is not changed. Each evaluation is saved
+in `<run-dir>/reports/teacher_r<R>.json` and reused for the same policy, context, k and games. Writes
+--out (JSON) and the marked section of --docs: success with Wilson 95% intervals, steps per episode, and
+each context against `none` game by game (exact McNemar p).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/learning.py
+
+import argparse  # noqa: E402
+import json
+import shlex
+import tempfile
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.games import HELDOUT_SEED_OFFSET, make_suite, suite_specs
+from bench.learning import gained_lost, paired_p, pct, settings, wilson, write_docs
+from consolidation.checkpoints import Registry
+from consolidation.dataset import load_trajectories, trajectory_items
+from consolidation.evaluate import evaluate
+from consolidation.loop import load_policy
+from memory.store import Memory
+from oel.config import OELConfig
+from oel.errors import OELError
+from oel.files import write_atomic
+
+CONTEXTS = ("none", "knowledge", "trajectories", "knowledge+trajectories")
+SECTION = ("<!-- bench/teacher.py: start -->", "<!-- bench/teacher.py: end -->")
+
+
+def knowledge_copy(run_dir: Path, round: int, into: Path) -> Memory:
+    """A writable copy of the run's memory holding only the items written in `round`, all active again."""
+    with Memory(run_dir / "memory", read_only=True) as source:
+        rows = [{**row, "status": "active", "consolidated_in": ""} for row in source.export() if row["round"] == round]
+    if not rows:
+        raise OELError(f"{run_dir / 'memory'} holds no knowledge written in round {round}: pick another --round")
+    memory = Memory(into)
+    memory.import_items(rows)
+    return memory
+
+
+def evaluate_teacher(cfg: OELConfig, policy, suite, context: str, memory: Memory, episodes: list[dict]) -> dict:
+    def trajectories(family: str) -> list[str]:
+        return trajectory_items([e for e in episodes if e["env"] == family])
+
+    e = evaluate(policy, suite, cfg, memory=memory if "knowledge" in context else None,
+                 knowledge_for=trajectories if "trajectories" in context else None, desc=f"teacher {context}")
+    return {"success": e["success"], "n_games": e["n_games"], "ci95": wilson(e["success"] * e["n_games"], e["n_games"]),
+            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"]}
+
+
+def markdown(result: dict) -> str:
+    rows = result["contexts"]
+    lines = [SECTION[0], "", "## Teacher contexts (`bench/teacher.py`)", "", f"Command: `{result['command']}`  ",
+             f"Measured {result['measured_at']}: round {result['round']} of `{result['run_dir']}`, policy "
+             f"{result['policy'] or 'the base model'}, {rows['none']['n_games']} held-out games, k = {result['k']}.", "",
+             "| context in the prompt | success | steps/ep | vs none: gained / lost | p |", "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        gained, lost = gained_lost(rows["none"]["wins"], row["wins"])
+        versus = "-" if name == "none" else f"{gained} / {lost}"
+        p = "-" if name == "none" else paired_p(rows["none"]["wins"], row["wins"])
+        lines.append(f"| {name} | {pct(row['success'], row['ci95'])} | {row['steps']:.1f} | {versus} | {p} |")
+    return "\n".join([*lines, "", SECTION[1]])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-learning/textworld"))
+    parser.add_argument("--round", type=int, default=1, help="whose knowledge and train episodes the teacher sees")
+    parser.add_argument("--policy", help="checkpoint version that plays (default: the base model, round 1's teacher)")
+    parser.add_argument("--games", type=int, default=48, help="held-out games (the loop's own first)")
+    parser.add_argument("--contexts", default=",".join(CONTEXTS), help=f"comma-separated, of: {', '.join(CONTEXTS)}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override a setting of the run's config, e.g. --set retrieve_k=3")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/teacher.json"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"))
+    args = parser.parse_args(argv)
+    contexts = ["none", *[c for c in args.contexts.split(",") if c != "none"]]
+    unknown = [c for c in contexts if c not in CONTEXTS]
+    if unknown:
+        parser.error(f"--contexts: unknown context {unknown[0]!r}; use {', '.join(CONTEXTS)}")
+    cfg = OELConfig.from_file(args.run_dir / "config.json", **settings(parser, args.set))
+    log = args.run_dir / "trajectories" / f"round_{args.round}.jsonl"
+    if not log.is_file():
+        raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
+    episodes = load_trajectories([log])
+    specs = suite_specs(cfg.challenges, args.games, cfg.seed + HELDOUT_SEED_OFFSET)
+    suite = list(zip(make_suite(specs, desc="teacher"), [s.env_family for s in specs]))
+    policy = load_policy(cfg, Registry(args.run_dir / "checkpoints"), args.policy)
+    console = Console()
+
+    cache = args.run_dir / "reports" / f"teacher_r{args.round}.json"
+    saved = json.loads(cache.read_text()) if cache.is_file() else {}
+    games = [s.name for s in specs]
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
+        for context in contexts:
+            key = f"{context}|k={cfg.retrieve_k}|{args.policy or 'base'}"
+            if saved.get(key, {}).get("games") != games:
+                console.print(f"teacher with {context}: {len(suite)} games")
+                started = time.time()
+                saved[key] = {**evaluate_teacher(cfg, policy, suite, context, memory, episodes), "games": games,
+                              "wall_s": round(time.time() - started, 1)}
+                write_atomic(cache, json.dumps(saved, indent=2))
+            rows[context] = saved[key]
+
+    result = {"run_dir": str(args.run_dir), "round": args.round, "policy": args.policy, "k": cfg.retrieve_k,
+              "contexts": rows, "measured_at": time.strftime("%Y-%m-%d"),
+              "command": "python bench/teacher.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
+    write_atomic(args.out, json.dumps(result, indent=2))
+    write_docs(args.docs, markdown(result), SECTION)
+    table = Table("context", "success", "steps/ep", "vs none (gained/lost, p)")
+    for name, row in rows.items():
+        versus = "-" if name == "none" else (f"{'/'.join(map(str, gained_lost(rows['none']['wins'], row['wins'])))}, "
+                                             f"p = {paired_p(rows['none']['wins'], row['wins'])}")
+        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", versus)
+    console.print(table)
+    console.print(f"wrote {args.out} and {args.docs}")
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except OELError as err:
+        sys.exit(f"error: {err}")
