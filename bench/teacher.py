@@ -73,17 +73,26 @@ def evaluate_teacher(cfg: OELConfig, policy, suite, context: str, memory: Memory
             "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"]}
 
 
+def table_rows(rows: dict) -> list[tuple[str, str, str, str, str]]:
+    """(context, success, steps/ep, games gained / lost against `none`, exact McNemar p) per context."""
+    out = []
+    for name, row in rows.items():
+        gained, lost = gained_lost(rows["none"]["wins"], row["wins"])
+        versus, p = ("-", "-") if name == "none" else (f"{gained} / {lost}", str(paired_p(rows["none"]["wins"], row["wins"])))
+        out.append((name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", versus, p))
+    return out
+
+
+HEADER = ("context in the prompt", "success", "steps/ep", "vs none: gained / lost", "p")
+
+
 def markdown(result: dict) -> str:
     rows = result["contexts"]
     lines = [SECTION[0], "", "## Teacher contexts (`bench/teacher.py`)", "", f"Command: `{result['command']}`  ",
              f"Measured {result['measured_at']}: round {result['round']} of `{result['run_dir']}`, policy "
              f"{result['policy'] or 'the base model'}, {rows['none']['n_games']} held-out games, k = {result['k']}.", "",
-             "| context in the prompt | success | steps/ep | vs none: gained / lost | p |", "|---|---|---|---|---|"]
-    for name, row in rows.items():
-        gained, lost = gained_lost(rows["none"]["wins"], row["wins"])
-        versus = "-" if name == "none" else f"{gained} / {lost}"
-        p = "-" if name == "none" else paired_p(rows["none"]["wins"], row["wins"])
-        lines.append(f"| {name} | {pct(row['success'], row['ci95'])} | {row['steps']:.1f} | {versus} | {p} |")
+             "| " + " | ".join(HEADER) + " |", "|---" * len(HEADER) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
     return "\n".join([*lines, "", SECTION[1]])
 
 
@@ -133,11 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
               "command": "python bench/teacher.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     write_atomic(args.out, json.dumps(result, indent=2))
     write_docs(args.docs, markdown(result), SECTION)
-    table = Table("context", "success", "steps/ep", "vs none (gained/lost, p)")
-    for name, row in rows.items():
-        versus = "-" if name == "none" else (f"{'/'.join(map(str, gained_lost(rows['none']['wins'], row['wins'])))}, "
-                                             f"p = {paired_p(rows['none']['wins'], row['wins'])}")
-        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", versus)
+    table = Table(*HEADER)
+    for cells in table_rows(rows):
+        table.add_row(*cells)
     console.print(table)
     console.print(f"wrote {args.out} and {args.docs}")
     return result
