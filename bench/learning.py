@@ -9,11 +9,13 @@ in its prompt). A killed bench resumes where it stopped: the loop resumes from i
 evaluations are saved.
 
 Arms (all on fixed seeds; held-out games never share a seed with train games):
-- `textworld`: the method on TextWorld coin collector + treasure hunter, rounds 0..R;
+- `textworld`: the method (the default settings: the teacher sees knowledge and raw trajectories) on
+  TextWorld coin collector + treasure hunter, rounds 0..R;
 - `frozenlake`: the method on TextArena FrozenLake 3x3;
-- baselines on TextWorld, for --baseline-rounds rounds: raw trajectories instead of extracted knowledge
-  (in context = the teacher, and consolidated), off-policy SFT on teacher samples, and knowledge written
-  by a different model (`--knowledge-model`, only if one is given: none ships with the project);
+- baselines on TextWorld, for --baseline-rounds rounds: extracted knowledge alone (the paper's teacher)
+  and raw trajectories alone (both in context = the teacher, and consolidated), off-policy SFT on teacher
+  samples, and knowledge written by a different model (`--knowledge-model`, only if one is given: none
+  ships with the project);
 - `ood`: the method trained on coin collector only; its round-0 and final policies are then evaluated on
   treasure hunter, a challenge type it never saw (--ood-games each);
 - `heldout_recheck`: the `textworld` arm's round-0 and final policies on --recheck-games held-out games
@@ -360,7 +362,8 @@ def main(argv: list[str] | None = None) -> dict:
     arms["ood-train"] = run_arm("ood-train", ood_arm, args.runs_dir, console)
     ood = ood_eval(ood_arm, args.runs_dir / "ood-train", args.ood_games, console)
     baselines = {}
-    for name, change in (("raw_trajectories", {"teacher_context": "trajectories"}),
+    for name, change in (("knowledge_only", {"teacher_context": "knowledge"}),
+                         ("raw_trajectories", {"teacher_context": "trajectories"}),
                          ("sft_on_teacher_samples", {"distill_method": "sft"})):
         cfg = config(challenges=TEXTWORLD, rounds=args.baseline_rounds, **change)
         baselines[name] = run_arm(f"baseline-{name}", cfg, args.runs_dir, console)

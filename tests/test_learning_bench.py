@@ -65,7 +65,7 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
     assert saved["ood"]["round0"]["n_games"] == 2 and "drop_points" in saved["ood"] and "paired_p" in saved["ood"]
     # Per-game outcomes were kept, so round 0 and the last round get a paired test.
     assert len(saved["rounds"][0]["wins"]) == 2 and saved["targets"]["gain_points"]["paired_p"] is not None
-    for name in ("raw_trajectories", "sft_on_teacher_samples", "other_model_knowledge"):
+    for name in ("knowledge_only", "raw_trajectories", "sft_on_teacher_samples", "other_model_knowledge"):
         assert len(saved["baselines"][name]["rounds"]) == 2
     # The recheck replays the loop's held-out games first, with the same seeds, so those outcomes repeat
     # exactly; then it adds new held-out games.
