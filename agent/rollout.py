@@ -37,7 +37,8 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     situation (`Memory.retrieve`, the same call that feeds the consolidation teacher). Without it, which
     is the default, the policy plays from its weights alone. `knowledge_for(family)` gives a fixed list of
     items per family (the raw-trajectory baseline puts trajectories there); with both, the retrieved items
-    come first, as in the consolidation teacher's prompt (`consolidation.dataset.build_dataset`).
+    come first and the fixed ones only come with them, as in the consolidation teacher's prompt
+    (`consolidation.dataset.build_dataset`).
 
     With `concurrency` K > 1, K games run at once through the same graph (one thread each) and, in choose
     mode, their scoring is batched into shared forward passes (`agent.batching.BatchedPolicy`).
@@ -102,4 +103,8 @@ def _serialised(fn):
 
 
 def _retriever(memory, env: str, k: int, fixed: list[str]) -> Callable[[str], list[str]]:
-    return lambda situation: [item.text for item in memory.retrieve(situation, env=env, k=k)] + fixed
+    def knowledge(situation: str) -> list[str]:
+        retrieved = [item.text for item in memory.retrieve(situation, env=env, k=k)]
+        return retrieved + fixed if retrieved else []  # as in build_dataset: fixed items come with knowledge
+
+    return knowledge

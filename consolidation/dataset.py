@@ -6,7 +6,8 @@ context before the situation text (`distill.TEACHER_TEMPLATE`), as DESIGN.md §1
 
 The privileged context is either the knowledge retrieved for the situation (`Memory.retrieve`, the same
 call used when acting with memory), or, as the paper's baseline, raw trajectories of other games of the
-same family (`trajectory_items`), in the same slot, or both (knowledge first). Prefixes with nothing to add are skipped: teacher and student would be identical.
+same family (`trajectory_items`), in the same slot, or both (knowledge first; the play logs only come with
+knowledge). Prefixes with nothing to add are skipped: teacher and student would be identical.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def build_dataset(episodes: list[dict], memory: Memory, k: int, teacher_context:
                 items = memory.retrieve(messages[-1]["content"], env=episode["env"], k=k, max_tokens=max_tokens)
                 texts += [i.text for i in items]
                 used += [i.id for i in items if i.id not in used]
-            if teacher_context != "knowledge":
+            # With both, the play logs come with knowledge, never alone: a round consolidates when it has
+            # knowledge to absorb, and once that is consolidated `oel consolidate` has nothing new to do
+            # (the logs alone would be distilled again on every call).
+            if teacher_context == "trajectories" or (teacher_context == "knowledge+trajectories" and texts):
                 texts += trajectory_items(others, max_tokens)
             context = knowledge_block(texts)
             if context:

@@ -55,3 +55,6 @@ def test_teacher_context_holds_what_the_setting_names(tmp_path, context):
     assert bool(used) == (context != "trajectories")
     if knows and replays:
         assert text.index("Take the coin") < text.index("Game (won)")  # knowledge first
+    with Memory(tmp_path / "empty") as memory:  # nothing left to absorb: the play logs never come alone
+        records, _ = build_dataset([episode(0, True), episode(1, False)], memory, k=4, teacher_context=context)
+    assert len(records) == (2 if context == "trajectories" else 0)
