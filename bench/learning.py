@@ -4,9 +4,9 @@
     .venv/bin/python bench/learning.py --quick    # 2 games, 1 round: checks the whole pipeline
 
 Every arm is an ordinary `oel loop` run directory under --runs-dir, with `eval_in_context` on, so each
-round records both the policy without memory and the round's teacher (the same policy with the knowledge
-in its prompt). A killed bench resumes where it stopped: the loop resumes from its artifacts, and finished
-evaluations are saved.
+round records both the policy without memory and the round's teacher (the same policy with the experience
+that `teacher_context` names in its prompt). A killed bench resumes where it stopped: the loop resumes
+from its artifacts, and finished evaluations are saved.
 
 Arms (all on fixed seeds; held-out games never share a seed with train games):
 - `textworld`: the method (the default settings: the teacher sees knowledge and raw trajectories) on
@@ -209,7 +209,7 @@ def plot(result: dict, path: Path) -> None:
     for ax, (name, rows) in zip(axes, arms):
         rounds = [r["round"] for r in rows]
         for key, ci, label, style in (("success_no_memory", "ci95", "no memory", "-o"),
-                                      ("success_in_context", "ci95_in_context", "teacher (knowledge in prompt)", "--s")):
+                                      ("success_in_context", "ci95_in_context", "teacher (experience in prompt)", "--s")):
             pts = [r for r in rows if r[key] is not None]
             if pts:
                 y = [100 * r[key] for r in pts]
@@ -244,9 +244,11 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
              f"Command: `{result['command']}`  ",
              f"Measured {result['measured_at']} on {result['machine']}; {result['wall_s'] / 60:.0f} min of compute in all "
              "(each arm's time summed over the bench invocations that built it).",
-             "Success is on held-out games (seeds never trained on), with Wilson 95% intervals in brackets.", ""]
+             "Success is on held-out games (seeds never trained on), with Wilson 95% intervals in brackets. "
+             f"The teacher is the same policy with `teacher_context = {result['config']['textworld']['teacher_context']}` "
+             "in its prompt (the baselines change it).", ""]
     for name, arm in result["arms"].items():
-        lines += [f"### {name}", "", "| round | policy | success, no memory | teacher (knowledge in prompt) | steps/ep |"
+        lines += [f"### {name}", "", "| round | policy | success, no memory | teacher (experience in prompt) | steps/ep |"
                   " tokens/ep | memory active / consolidated | gate |", "|---|---|---|---|---|---|---|---|"]
         for r in arm["rounds"]:
             lines.append(f"| {r['round']} | {r['policy']} | {pct(r['success_no_memory'], r['ci95'])} | "
@@ -324,8 +326,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--baseline-rounds", type=int, default=1)
     parser.add_argument("--train-games", type=int, default=8)
     parser.add_argument("--heldout-games", type=int, default=16)
-    parser.add_argument("--ood-games", type=int, default=48,
-                        help="OOD games per policy (at 16, one run read a 19-point drop that 48 did not confirm)")
+    parser.add_argument("--ood-games", type=int, default=96,
+                        help="OOD games per policy (at 16, one run read a 19-point drop that 48 did not confirm; "
+                             "at 48 a 2-point target is one game)")
     parser.add_argument("--recheck-games", type=int, default=48,
                         help="held-out games on which round 0 and the final TextWorld policy are compared again")
     parser.add_argument("--max-steps", type=int, default=20)

@@ -1,6 +1,6 @@
 """Forgetting: the learning bench's out-of-distribution arm alone, with any settings, to compare levers.
 
-    .venv/bin/python bench/ood.py --runs-dir runs/bench-learning --ood-games 48          # the bench's own arm
+    .venv/bin/python bench/ood.py --runs-dir runs/bench-learning                         # the bench's own arm
     .venv/bin/python bench/ood.py --runs-dir runs/ood-lr3e-4 --set learning_rate=3e-4    # one lever
 
 Each run trains on coin collector only (rounds 0..R of the loop, like `bench/learning.py`'s `ood-train` arm)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train-games", type=int, default=8)
     parser.add_argument("--heldout-games", type=int, default=16)
-    parser.add_argument("--ood-games", type=int, default=48)
+    parser.add_argument("--ood-games", type=int, default=96, help="as in bench/learning.py")
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1)

@@ -22,7 +22,7 @@ def rounds_table(rows: list[dict]) -> Table:
     table = Table(title="Online experiential learning, per round (held-out games, policy without memory)")
     columns = list(COLUMNS)
     if any("success_in_context" in row for row in rows):  # the run evaluated each round's teacher
-        columns.insert(3, ("success_in_context", "teacher (knowledge in prompt)"))
+        columns.insert(3, ("success_in_context", "teacher (experience in prompt)"))
     for _, title in columns:
         table.add_column(title, justify="right")
     for row in rows:
@@ -54,7 +54,7 @@ def plot_rounds(rows: list[dict], path: Path) -> Path:
     if teacher:
         axes[0].errorbar([r["round"] for r in teacher], [100 * r["success_in_context"] for r in teacher],
                          yerr=[100 * r["in_context_ci95"] for r in teacher], marker="s", capsize=4, linestyle="--",
-                         label="teacher (knowledge in prompt)")
+                         label="teacher (experience in prompt)")
         axes[0].legend(fontsize=8)
     axes[0].set(title="Held-out success, no memory", xlabel="round", ylabel="% games won", ylim=(-5, 105))
     axes[1].plot(rounds, [r["steps"] for r in rows], marker="o")
