@@ -133,6 +133,13 @@ def run_arm(name: str, cfg: OELConfig, runs_dir: Path, console: Console) -> dict
             "wall_s": add_wall_time(runs_dir / name, "loop", time.time() - started)}
 
 
+def summary(e: dict) -> dict:
+    """What the bench keeps of an evaluation (`consolidation.evaluate.evaluate`): success with its Wilson
+    interval, costs, and the per-game outcomes for paired tests."""
+    return {"success": e["success"], "n_games": e["n_games"], "ci95": wilson(e["success"] * e["n_games"], e["n_games"]),
+            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"]}
+
+
 def base_vs_final(cfg: OELConfig, run_dir: Path, specs: list, name: str, console: Console) -> dict:
     """The arm's starting policy and its final one, without memory, on the games of `specs` (same sampling
     seeds, so per-game outcomes pair up). Saved in `reports/<name>.json` and reused for the same policy and
@@ -149,10 +156,7 @@ def base_vs_final(cfg: OELConfig, run_dir: Path, specs: list, name: str, console
         if saved.get(key, {}).get("version", "?") != version or saved[key].get("games") != games_played:
             console.print(f"{name}: evaluating {version or 'the base model'} on {len(suite)} games")
             e = evaluate(load_policy(cfg, Registry(run_dir / "checkpoints"), version), suite, cfg, desc=f"{name} {key}")
-            saved[key] = {"version": version, "success": e["success"], "n_games": e["n_games"],
-                          "ci95": wilson(e["success"] * e["n_games"], e["n_games"]), "steps": e["steps"],
-                          "tokens_per_episode": e["tokens_per_episode"],
-                          "wins": e["wins"], "games": games_played}
+            saved[key] = {"version": version, **summary(e), "games": games_played}
             write_atomic(cache, json.dumps(saved, indent=2))
         result[key] = saved[key]
     result["change_points"] = round(100 * (result["final"]["success"] - result["round0"]["success"]), 1)

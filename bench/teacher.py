@@ -38,10 +38,10 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.games import HELDOUT_SEED_OFFSET, make_suite, suite_specs
-from bench.learning import gained_lost, paired_p, pct, settings, wilson, write_docs
+from bench.learning import gained_lost, paired_p, pct, settings, summary, write_docs
 from consolidation.checkpoints import Registry
-from consolidation.dataset import load_trajectories, trajectory_items
-from consolidation.evaluate import evaluate
+from consolidation.dataset import load_trajectories
+from consolidation.evaluate import evaluate, teacher_sources
 from consolidation.loop import load_policy
 from memory.store import Memory
 from oel.config import OELConfig
@@ -61,16 +61,6 @@ def knowledge_copy(run_dir: Path, round: int, into: Path) -> Memory:
     memory = Memory(into)
     memory.import_items(rows)
     return memory
-
-
-def evaluate_teacher(cfg: OELConfig, policy, suite, context: str, memory: Memory, episodes: list[dict]) -> dict:
-    def trajectories(family: str) -> list[str]:
-        return trajectory_items([e for e in episodes if e["env"] == family])
-
-    e = evaluate(policy, suite, cfg, memory=memory if "knowledge" in context else None,
-                 knowledge_for=trajectories if "trajectories" in context else None, desc=f"teacher {context}")
-    return {"success": e["success"], "n_games": e["n_games"], "ci95": wilson(e["success"] * e["n_games"], e["n_games"]),
-            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"]}
 
 
 def table_rows(rows: dict) -> list[tuple[str, str, str, str, str]]:
@@ -132,8 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
             if saved.get(key, {}).get("games") != games:
                 console.print(f"teacher with {context}: {len(suite)} games")
                 started = time.time()
-                saved[key] = {**evaluate_teacher(cfg, policy, suite, context, memory, episodes), "games": games,
-                              "wall_s": round(time.time() - started, 1)}
+                e = evaluate(policy, suite, cfg, **teacher_sources(context, memory, episodes), desc=f"teacher {context}")
+                saved[key] = {**summary(e), "games": games, "wall_s": round(time.time() - started, 1)}
                 write_atomic(cache, json.dumps(saved, indent=2))
             rows[context] = saved[key]
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from agent.rollout import play_games
+from consolidation.dataset import trajectory_items
 from oel.config import OELConfig
 
 
@@ -31,3 +32,14 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
         "wins": [int(e["won"]) for e in episodes],  # per game, in the suite's order: paired comparisons
         "episodes": [{k: e[k] for k in ("game", "won", "outcome", "steps", "tokens", "invalid")} for e in episodes],
     }
+
+
+def teacher_sources(context: str, memory, episodes: list[dict]) -> dict:
+    """`evaluate`'s `memory` and `knowledge_for` for a teacher that sees `context` (a `teacher_context`
+    value, or "none"): the retrieved knowledge, the train `episodes` of the game's family as play logs, or
+    both."""
+    def trajectories(family: str) -> list[str]:
+        return trajectory_items([e for e in episodes if e["env"] == family])
+
+    return {"memory": memory if "knowledge" in context else None,
+            "knowledge_for": trajectories if "trajectories" in context else None}

@@ -38,9 +38,9 @@ from agent.games import HELDOUT_SEED_OFFSET, make_suite, suite_specs
 from agent.policy import Policy, check_model
 from agent.rollout import play_games
 from consolidation.checkpoints import Registry
-from consolidation.dataset import build_dataset, fingerprint, load_trajectories, trajectory_items
+from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
-from consolidation.evaluate import evaluate
+from consolidation.evaluate import evaluate, teacher_sources
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from memory.lock import DirectoryLock
 from memory.reflection import make_reflector
@@ -176,11 +176,7 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
     for row in read_jsonl(path):
         if row["round"] == r:
             return {k: v for k, v in row.items() if k != "round"}
-    def trajectories(family: str) -> list[str]:
-        return trajectory_items([e for e in episodes if e["env"] == family])
-
-    result = evaluate(policy, heldout, cfg, memory=None if cfg.teacher_context == "trajectories" else memory,
-                      knowledge_for=None if cfg.teacher_context == "knowledge" else trajectories,
+    result = evaluate(policy, heldout, cfg, **teacher_sources(cfg.teacher_context, memory, episodes),
                       desc=f"eval teacher {r}")
     row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
            "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"],
