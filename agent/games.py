@@ -1,9 +1,13 @@
 """Seeded TextWorld game suites, generated once with `tw-make` and cached on disk.
 
 A game is named by its spec, `challenge[:level]` plus a seed, so the same spec always gives the same
-file. Train seeds start at `seed`, held-out seeds at `seed + HELDOUT_SEED_OFFSET`: the two sets never
-share a game. An out-of-distribution suite (`ood_specs`) holds whole challenge types apart: none of its
-types may be trained on, and its seeds start at `seed + OOD_SEED_OFFSET`.
+file. The seed ranges never overlap, so no game is in two sets (`split_specs` is the one home of this
+arithmetic):
+- train: round r plays seeds from `seed + (r-1) * n` (fresh games every round), or from `seed` every
+  round when fresh games are off;
+- test, which reports use and nothing is decided on: from `seed + TEST_SEED_OFFSET`;
+- validation, which the gate decides on: from `seed + VALIDATION_SEED_OFFSET`;
+- out of distribution (`ood_specs`), whole challenge types never trained on: from `seed + OOD_SEED_OFFSET`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from tqdm import tqdm
 
 from oel.errors import OELError
 
-HELDOUT_SEED_OFFSET = 10_000
+TEST_SEED_OFFSET = 10_000
+"""Test games keep the seeds the held-out games had before validation was split off, so earlier results
+on them stay comparable."""
+VALIDATION_SEED_OFFSET = 20_000
 OOD_SEED_OFFSET = 50_000
 TEXTWORLD_CHALLENGES = ("tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
 ARENA_CHALLENGES = ("ta-frozenlake", "ta-sokoban")
@@ -89,6 +96,17 @@ def list_games(cache_dir: Path | None = None) -> list[dict]:
 def suite_specs(challenges: list[str], n: int, first_seed: int) -> list[GameSpec]:
     """`n` games cycling through the challenges, one seed each."""
     return [GameSpec.parse(challenges[i % len(challenges)], first_seed + i) for i in range(n)]
+
+
+def split_specs(challenges: list[str], n: int, seed: int, split: str, round: int = 1,
+                fresh: bool = True) -> list[GameSpec]:
+    """The `n` games of a split: `train` (of `round`), `validation` or `test` (see the module docstring)."""
+    if split == "train":
+        return suite_specs(challenges, n, seed + (round - 1) * n if fresh else seed)
+    offsets = {"test": TEST_SEED_OFFSET, "validation": VALIDATION_SEED_OFFSET}
+    if split not in offsets:
+        raise OELError(f"unknown game split {split!r}; use train, validation or test")
+    return suite_specs(challenges, n, seed + offsets[split])
 
 
 def ood_specs(challenges: list[str], trained: list[str], n: int, seed: int) -> list[GameSpec]:

@@ -26,16 +26,17 @@ from oel.jsonl import open_append
 
 def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int, seed_base: int,
                log_path: Path | None = None, reflect: Callable[[State, Context], list[str]] | None = None,
-               memory=None, k: int = 6, knowledge_for: Callable[[str], list[str]] | None = None,
+               memory=None, retrieval: dict | None = None, knowledge_for: Callable[[str], list[str]] | None = None,
                skip: frozenset[str] = frozenset(), concurrency: int = 1, desc: str = "play") -> list[dict]:
     """Play each (game file, env family) once. Game i samples with seed `seed_base + i`, so reruns repeat.
 
     Games whose file is in `skip` are not played (a resumed round skips what it already logged), and the
     others keep their seeds.
 
-    With `memory`, each turn's prompt holds the top-k active items of the game's family for the current
-    situation (`Memory.retrieve`, the same call that feeds the consolidation teacher). Without it, which
-    is the default, the policy plays from its weights alone. `knowledge_for(family)` gives a fixed list of
+    With `memory`, each turn's prompt holds the active items of the game's family retrieved for the current
+    situation (`Memory.retrieve` with the `retrieval` settings, `memory.store.retrieval_args`: the same call
+    that feeds the consolidation teacher). Without it, which is the default, the policy plays from its
+    weights alone. `knowledge_for(family)` gives a fixed list of
     items per family (the raw-trajectory baseline puts trajectories there); with both, the retrieved items
     come first and the fixed ones only come with them, as in the consolidation teacher's prompt
     (`consolidation.dataset.build_dataset`).
@@ -58,7 +59,7 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
         env = open_env(game, family, cfg.max_steps + 1)
         episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
         fixed = knowledge_for(family) if knowledge_for is not None else []
-        knowledge = _retriever(memory, family, k, fixed) if memory is not None else fixed
+        knowledge = _retriever(memory, family, retrieval or {"k": cfg.retrieve_k}, fixed) if memory is not None else fixed
         context = Context(env=env, policy=acting, mode=cfg.action_mode, max_steps=cfg.max_steps,
                           temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
                           thinking=cfg.thinking,
@@ -102,9 +103,9 @@ def _serialised(fn):
     return locked
 
 
-def _retriever(memory, env: str, k: int, fixed: list[str]) -> Callable[[str], list[str]]:
+def _retriever(memory, env: str, retrieval: dict, fixed: list[str]) -> Callable[[str], list[str]]:
     def knowledge(situation: str) -> list[str]:
-        retrieved = [item.text for item in memory.retrieve(situation, env=env, k=k)]
+        retrieved = [item.text for item in memory.retrieve(situation, env=env, **retrieval)]
         return retrieved + fixed if retrieved else []  # as in build_dataset: fixed items come with knowledge
 
     return knowledge

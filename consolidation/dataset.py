@@ -4,10 +4,12 @@ A record is {"prompt": the acting messages (no knowledge), "privileged_context":
 text, "candidates": the admissible commands of that turn}. The teacher prompt puts the privileged
 context before the situation text (`distill.TEACHER_TEMPLATE`), as DESIGN.md §1 asks.
 
-The privileged context is either the knowledge retrieved for the situation (`Memory.retrieve`, the same
-call used when acting with memory), or, as the paper's baseline, raw trajectories of other games of the
-same family (`trajectory_items`), in the same slot, or both (knowledge first; the play logs only come with
-knowledge). Prefixes with nothing to add are skipped: teacher and student would be identical.
+The privileged context is what `teacher_context` names: the items retrieved for the situation
+(`Memory.retrieve` with `memory.store.retrieval_args`, the same call used when acting with memory:
+insights and procedures by default, insights alone for `knowledge`), or, as the paper's baseline, raw
+trajectories of other games of the same family (`trajectory_items`), in the same slot, or insights then play
+logs (the play logs only come with knowledge). Prefixes with nothing to add are skipped: teacher and
+student would be identical.
 """
 
 from __future__ import annotations
@@ -17,25 +19,27 @@ import json
 from pathlib import Path
 
 from agent.prompts import knowledge_block
-from memory.reflection import sanitize
-from memory.store import Memory
+from oel.text import sanitize
+from memory.store import Memory, retrieval_args
+from oel.config import OELConfig
 from oel.jsonl import read_jsonl
 
 def load_trajectories(paths: list[Path]) -> list[dict]:
     return [episode for path in paths for episode in read_jsonl(path)]
 
 
-def build_dataset(episodes: list[dict], memory: Memory, k: int, teacher_context: str = "knowledge",
+def build_dataset(episodes: list[dict], memory: Memory, cfg: OELConfig,
                   max_tokens: int = 512) -> tuple[list[dict], list[str]]:
     """Return (records, ids of the knowledge used; empty for trajectories alone)."""
+    teacher_context, retrieval = cfg.teacher_context, retrieval_args(cfg)
     records, used = [], []
     for episode in episodes:
         others = [e for e in episodes if e["env"] == episode["env"] and e["id"] != episode["id"]]
         for turn in episode["turns"]:
             messages = turn["prefix"]
             texts = []
-            if teacher_context != "trajectories":
-                items = memory.retrieve(messages[-1]["content"], env=episode["env"], k=k, max_tokens=max_tokens)
+            if retrieval is not None:
+                items = memory.retrieve(messages[-1]["content"], env=episode["env"], max_tokens=max_tokens, **retrieval)
                 texts += [i.text for i in items]
                 used += [i.id for i in items if i.id not in used]
             # With both, the play logs come with knowledge, never alone: a round consolidates when it has

@@ -7,19 +7,20 @@ from pathlib import Path
 
 from agent.rollout import play_games
 from consolidation.dataset import trajectory_items
+from memory.store import retrieval_args
 from oel.config import OELConfig
 
 
-def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None, knowledge_for=None,
-             desc: str = "eval") -> dict:
+def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None, retrieval: dict | None = None,
+             knowledge_for=None, desc: str = "eval") -> dict:
     """Success rate (won / games) with a 95% normal-approximation interval, plus per-episode averages.
 
     Every policy is evaluated with the same per-game sampling seeds, so two checkpoints are compared on
-    paired episodes. With `memory`, the policy sees retrieved knowledge in its prompt (the in-context teacher);
-    with `knowledge_for(family)`, a fixed list of items per family.
+    paired episodes. With `memory`, the policy sees the items `retrieval` asks for in its prompt (the
+    in-context teacher); with `knowledge_for(family)`, a fixed list of items per family.
     """
     episodes = play_games(policy, games, cfg, round=-1, seed_base=cfg.seed * 1000, memory=memory,
-                          k=cfg.retrieve_k, knowledge_for=knowledge_for, concurrency=cfg.concurrency, desc=desc)
+                          retrieval=retrieval, knowledge_for=knowledge_for, concurrency=cfg.concurrency, desc=desc)
     n = len(episodes)
     success = sum(e["won"] for e in episodes) / n
     return {
@@ -34,12 +35,13 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
     }
 
 
-def teacher_sources(context: str, memory, episodes: list[dict]) -> dict:
-    """`evaluate`'s `memory` and `knowledge_for` for a teacher that sees `context` (a `teacher_context`
-    value, or "none"): the retrieved knowledge, the train `episodes` of the game's family as play logs, or
-    both."""
+def teacher_sources(context: str, memory, episodes: list[dict], cfg: OELConfig) -> dict:
+    """`evaluate`'s `memory`, `retrieval` and `knowledge_for` for a teacher that sees `context` (a
+    `teacher_context` value, or "none"): the items it retrieves, the train `episodes` of the game's family
+    as play logs, or both."""
     def trajectories(family: str) -> list[str]:
         return trajectory_items([e for e in episodes if e["env"] == family])
 
-    return {"memory": memory if "knowledge" in context else None,
+    retrieval = retrieval_args(cfg, context) if context != "none" else None
+    return {"memory": memory if retrieval else None, "retrieval": retrieval,
             "knowledge_for": trajectories if "trajectories" in context else None}

@@ -2,22 +2,27 @@
 
 Run directory layout (every artifact says what made it):
     config.json                   the settings of this run
-    games.json                    train and held-out game files (disjoint seeds)
+    games.json                    each round's train games, the validation and the test games (disjoint seeds)
     trajectories/round_<r>.jsonl  every episode of round r, with every turn's prefix
     memory/                       the Chroma knowledge memory
-    checkpoints/v<n>/             LoRA adapter + manifest.json (parent, status, knowledge_ids, eval, config)
+    checkpoints/v<n>/             LoRA adapter + manifest.json (parent, status, knowledge_ids, games, eval, config)
     reports/rounds.jsonl          one row per round; reports/learning_curve.png
-    reports/in_context.jsonl      with eval_in_context: each round's teacher on the held-out games
+    reports/in_context.jsonl      with eval_in_context: each round's teacher on the test games
 
-Round 0 of the report is the starting policy on the held-out games. Row r is the policy in force after
+Online, as in the method: each round plays fresh train games (`fresh_games`). The held-out games are split
+by seed: the gate decides on the *validation* games, and the round table, the plots and the benches report
+the *test* games, on which nothing is ever decided.
+
+Round 0 of the report is the starting policy on the test games. Row r is the policy in force after
 round r: the new checkpoint if the gate promoted it, else the previous one. With `eval_in_context`, row r
 also holds round r's teacher: the policy in force *before* round r's consolidation, playing with round r's
-knowledge in its prompt. That is what the consolidation tries to put into the weights.
+memory in its prompt. That is what the consolidation tries to put into the weights.
 
 Resuming: progress is read back from the artifacts themselves, stage by stage, so a run killed at any
 point continues where it stopped, with nothing lost or done twice:
 - play: games already in round_<r>.jsonl are not replayed; knowledge written by an episode that was cut
   off before it was logged is archived (kept, but out of use), since that game is played again;
+- utility: measured again (the same prefixes, so the same values);
 - consolidate and gate: a checkpoint whose manifest names round r means both are done (checkpoints are
   written atomically, so a half-trained one never counts);
 - prune: marking items consolidated is idempotent, so it is simply done again;
@@ -30,11 +35,12 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from agent.games import HELDOUT_SEED_OFFSET, make_suite, suite_specs
+from agent.games import make_suite, split_specs
 from agent.policy import Policy, check_model
 from agent.rollout import play_games
 from consolidation.checkpoints import Registry
@@ -42,6 +48,7 @@ from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
 from consolidation.evaluate import evaluate, teacher_sources
 from consolidation.report import plot_rounds, read_rounds, rounds_table
+from consolidation.utility import measure_utilities
 from memory.lock import DirectoryLock
 from memory.reflection import make_reflector
 from memory.store import Memory, open_memory
@@ -72,15 +79,52 @@ def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
     write_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 
 
-def prepare_games(cfg: OELConfig, run_dir: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """Generate (or reuse) the train and held-out suites; their seeds never overlap."""
-    train_specs = suite_specs(cfg.challenges, cfg.train_games, cfg.seed)
-    heldout_specs = suite_specs(cfg.challenges, cfg.heldout_games, cfg.seed + HELDOUT_SEED_OFFSET)
-    train = list(zip(make_suite(train_specs, desc="train"), [s.env_family for s in train_specs]))
-    heldout = list(zip(make_suite(heldout_specs, desc="held-out"), [s.env_family for s in heldout_specs]))
-    (run_dir / "games.json").write_text(json.dumps(
-        {"train": [[str(p), f] for p, f in train], "heldout": [[str(p), f] for p, f in heldout]}, indent=2))
-    return train, heldout
+Games = list[tuple[Path, str]]
+
+
+@dataclass
+class Suites:
+    """A run's games: (file, env family) pairs."""
+
+    train: dict[int, Games]
+    """Each round's train games."""
+    validation: Games
+    """What the gate decides on."""
+    test: Games
+    """What the reports show; nothing is decided on it."""
+
+    def to_json(self) -> dict:
+        pairs = lambda games: [[str(p), f] for p, f in games]  # noqa: E731
+        return {"train": {str(r): pairs(g) for r, g in sorted(self.train.items())},
+                "validation": pairs(self.validation), "test": pairs(self.test)}
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Suites:
+        """The suites recorded in `games.json`. One written before validation was split off has `heldout`
+        games, which then serve as both; its single `train` list is every round's."""
+        path = run_dir / "games.json"
+        if not path.is_file():
+            raise OELError(f"{path} is missing: run `oel play` or `oel loop` on {run_dir} to create it")
+        data = json.loads(path.read_text())
+        pairs = lambda rows: [(Path(g), f) for g, f in rows]  # noqa: E731
+        train = data["train"]
+        train = {int(r): pairs(g) for r, g in train.items()} if isinstance(train, dict) else {1: pairs(train)}
+        validation = pairs(data.get("validation", data.get("heldout", [])))
+        return cls(train, validation, pairs(data.get("test", data.get("heldout", []))))
+
+
+def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None) -> Suites:
+    """Generate (or reuse) the train games of rounds 1..`rounds` and the validation and test games, and
+    record them in `games.json`. Their seeds never overlap (`agent.games.split_specs`)."""
+    def suite(split: str, n: int, r: int = 1) -> Games:
+        specs = split_specs(cfg.challenges, n, cfg.seed, split, r, cfg.fresh_games)
+        label = f"train round {r}" if split == "train" else split
+        return list(zip(make_suite(specs, desc=label), [s.env_family for s in specs]))
+
+    suites = Suites(train={r: suite("train", cfg.train_games, r) for r in range(1, (rounds or cfg.rounds) + 1)},
+                    validation=suite("validation", cfg.validation_games), test=suite("test", cfg.test_games))
+    write_atomic(run_dir / "games.json", json.dumps(suites.to_json(), indent=2))
+    return suites
 
 
 def consolidation_lock(run_dir: Path) -> DirectoryLock:
@@ -100,7 +144,7 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
     prepare_run_dir(cfg, run_dir)
-    train, heldout = prepare_games(cfg, run_dir)
+    suites = prepare_games(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
     rows = read_rounds(run_dir)
 
@@ -108,39 +152,48 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
         current = registry.current()
         policy = load_policy(cfg, registry, current)
         if not rows:
-            console.print(f"[bold]round 0[/]: evaluating {policy.name} on {len(heldout)} held-out games")
-            rows.append(append_row(run_dir, 0, policy.name, summary(evaluate(policy, heldout, cfg, desc="eval round 0")),
-                                   memory, "-"))
+            console.print(f"[bold]round 0[/]: evaluating {policy.name} on {len(suites.validation)} validation "
+                          f"and {len(suites.test)} test games")
+            validation = summary(evaluate(policy, suites.validation, cfg, desc="eval round 0 (validation)"))
+            test = summary(evaluate(policy, suites.test, cfg, desc="eval round 0 (test)"))
+            rows.append(append_row(run_dir, 0, policy.name, test, memory, "-", validation=validation))
         for r in range(len(rows), cfg.rounds + 1):
-            episodes = play_round(cfg, run_dir, policy, memory, train, r, console)
+            episodes = play_round(cfg, run_dir, policy, memory, suites.train[r], r, console)
             console.print(f"  train: won {sum(e['won'] for e in episodes)}/{len(episodes)}; "
-                          f"memory holds {memory.count('active')} active items")
-            in_context = teacher_eval(cfg, run_dir, policy, memory, episodes, heldout, r) if cfg.eval_in_context else {}
+                          f"memory holds {memory.count('active')} active items "
+                          f"({memory.count('quarantined')} quarantined)")
+            measure_utilities(policy, memory, logged_episodes(run_dir), cfg, desc=f"utility round {r}")
+            in_context = teacher_eval(cfg, run_dir, policy, memory, episodes, suites.test, r) if cfg.eval_in_context else {}
             done = [m for m in registry.manifests() if m.get("round") == r]
             candidate = None
             if done:
                 manifest = done[-1]
                 console.print(f"  {manifest['version']} was already trained and gated this round: {manifest['status']}")
             else:
-                records, knowledge_ids = build_dataset(episodes, memory, cfg.retrieve_k, cfg.teacher_context)
+                records, knowledge_ids = build_dataset(episodes, memory, cfg)
                 manifest, candidate = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
-                                                  current_eval(registry, rows), heldout, r, console)
+                                                  current_eval(registry, rows), suites, r, console)
             if manifest and manifest["status"] == "promoted":
                 memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])
                 current = manifest["version"]
                 policy = candidate or load_policy(cfg, registry, current)  # the one just evaluated, if loaded
-                evaluation, gate = manifest["eval"]["after"], f"promoted {current}"
+                gate = f"promoted {current}"
             else:
-                evaluation = current_eval(registry, rows)
                 gate = f"rejected {manifest['version']}" if manifest else "skipped: no knowledge"
-            rows.append(append_row(run_dir, r, policy.name, evaluation, memory, gate, in_context))
+            rows.append(append_row(run_dir, r, policy.name, current_eval(registry, rows, "test"), memory, gate,
+                                   in_context, validation=current_eval(registry, rows)))
     console.print(rounds_table(rows))
     png = plot_rounds(rows, run_dir / "reports" / "learning_curve.png")
     console.print(f"learning curve: {png}\nrun directory: {run_dir}")
     return rows
 
 
-def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, train: list[tuple[Path, str]],
+def logged_episodes(run_dir: Path) -> list[dict]:
+    """Every train episode logged in the run so far, all rounds and `oel play` included."""
+    return load_trajectories(sorted((run_dir / "trajectories").glob("*.jsonl")))
+
+
+def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, train: Games,
                r: int, console: Console) -> list[dict]:
     """Play this round's train games that are not logged yet; return all of the round's episodes."""
     log_path = run_dir / "trajectories" / f"round_{r}.jsonl"
@@ -168,15 +221,15 @@ def reflection_policy(cfg: OELConfig, policy: Policy) -> Policy:
 
 
 def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, episodes: list[dict],
-                 heldout: list[tuple[Path, str]], r: int) -> dict:
-    """Held-out success of round r's teacher: `policy` with what the teacher sees in its prompt (the active
-    knowledge, retrieved per situation; for the raw-trajectory baseline, this round's train episodes of
+                 test: Games, r: int) -> dict:
+    """Test success of round r's teacher: `policy` with what the teacher sees in its prompt (the active
+    memory, retrieved per situation; for the raw-trajectory baseline, this round's train episodes of
     the game's family; or both, as `cfg.teacher_context` says). Saved, so a resumed run does not evaluate it twice."""
     path = run_dir / "reports" / "in_context.jsonl"
     for row in read_jsonl(path):
         if row["round"] == r:
             return {k: v for k, v in row.items() if k != "round"}
-    result = evaluate(policy, heldout, cfg, **teacher_sources(cfg.teacher_context, memory, episodes),
+    result = evaluate(policy, test, cfg, **teacher_sources(cfg.teacher_context, memory, episodes, cfg),
                       desc=f"eval teacher {r}")
     row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
            "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"],
@@ -186,22 +239,29 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
     return row
 
 
-def current_eval(registry: Registry, rows: list[dict]) -> dict | None:
-    """Held-out evaluation of the policy in force: its checkpoint's, or the base model's (round 0)."""
+def current_eval(registry: Registry, rows: list[dict], split: str = "validation") -> dict | None:
+    """The policy in force's evaluation on the validation (or test) games: its checkpoint's, or the base
+    model's in round 0's row. Runs made before the split have one held-out evaluation, used for both."""
     current = registry.current()
     if current:
-        return registry.manifest(current)["eval"]["after"]
-    return {k: rows[0][k] for k in (*EVAL_KEYS, "wins") if k in rows[0]} if rows else None
+        evaluations = registry.manifest(current)["eval"]
+        return evaluations.get("test", evaluations["after"]) if split == "test" else evaluations["after"]
+    if not rows:
+        return None
+    if split == "validation" and "validation" in rows[0]:
+        return rows[0]["validation"]
+    return {k: rows[0][k] for k in (*EVAL_KEYS, "wins") if k in rows[0]}
 
 
 def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list[dict], knowledge_ids: list[str],
-                current: str | None, parent: dict, heldout: list[tuple[Path, str]], r: int,
+                current: str | None, parent: dict, suites: Suites, r: int,
                 console: Console) -> tuple[dict | None, Policy | None]:
-    """Distil the dataset into a new adapter, gate it on held-out games, and write the checkpoint.
+    """Distil the dataset into a new adapter, gate it on the validation games, and write the checkpoint.
 
-    `parent` holds the current policy's held-out evaluation (EVAL_KEYS). Returns the manifest and the
-    candidate policy it evaluated, or (None, None) if there was nothing to teach. Pruning is the caller's,
-    and happens only after a promotion.
+    `parent` holds the current policy's validation evaluation (EVAL_KEYS). A promoted candidate is also
+    evaluated on the test games, for the reports. Returns the manifest and the candidate policy it
+    evaluated, or (None, None) if there was nothing to teach. Pruning is the caller's, and happens only
+    after a promotion.
     """
     if not records:
         console.print("  no knowledge for these games yet: nothing to consolidate")
@@ -220,17 +280,22 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
             distill_s = time.time() - started
             candidate = Policy.load(cfg.model, adapters=[*registry.lineage(current), Path(tmp) / "adapter"],
                                     name=f"{cfg.model}+{version}")
-            after = summary(evaluate(candidate, heldout, cfg, desc=f"eval {version}"))
+            after = summary(evaluate(candidate, suites.validation, cfg, desc=f"eval {version} (validation)"))
             promoted = after["success_no_memory"] >= parent["success_no_memory"] - cfg.gate_tolerance
+            evaluations = {"before": {k: parent[k] for k in EVAL_KEYS}, "after": after}
+            if promoted:
+                evaluations["test"] = summary(evaluate(candidate, suites.test, cfg, desc=f"eval {version} (test)"))
             manifest = {
                 "version": version, "parent": current, "status": "promoted" if promoted else "rejected",
                 "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "knowledge_ids": knowledge_ids,
                 "dataset": {"fingerprint": fingerprint(records), "prefixes": len(records),
                             "teacher_context": cfg.teacher_context},
-                "eval": {"before": {k: parent[k] for k in EVAL_KEYS}, "after": after},
-                "gate": {"tolerance": cfg.gate_tolerance,
-                         "reason": f"held-out success {after['success_no_memory']:.1%} vs parent "
+                "games": {"validation": [str(p) for p, _ in suites.validation],
+                          "test": [str(p) for p, _ in suites.test]},
+                "eval": evaluations,
+                "gate": {"tolerance": cfg.gate_tolerance, "on": "validation",
+                         "reason": f"validation success {after['success_no_memory']:.1%} vs parent "
                                    f"{parent['success_no_memory']:.1%} - {cfg.gate_tolerance:.1%}"},
                 "training": training,
                 "timings": {"distill_s": round(distill_s, 1), "eval_s": round(time.time() - started - distill_s, 1)},
@@ -242,19 +307,22 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
 
 
 def summary(evaluation: dict) -> dict:
-    """The held-out figures a round row and a checkpoint manifest keep. `wins` is each game's outcome (1/0)
-    in the held-out order, so two policies can be compared game by game (a paired test)."""
+    """The figures a round row and a checkpoint manifest keep of an evaluation. `wins` is each game's
+    outcome (1/0) in the suite's order, so two policies can be compared game by game (a paired test)."""
     return {"success_no_memory": evaluation["success"], "ci95": evaluation["ci95"], "steps": evaluation["steps"],
             "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"],
             "wins": evaluation["wins"]}
 
 
 def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str,
-               in_context: dict | None = None) -> dict:
+               in_context: dict | None = None, validation: dict | None = None) -> dict:
+    """Record round r: the policy in force on the test games (`evaluation`), and on the validation games."""
     # `wins` is optional: rows and manifests written before it was recorded lack it.
     row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS},
            **({"wins": evaluation["wins"]} if "wins" in evaluation else {}), **(in_context or {}),
-           "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"), "gate": gate}
+           "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"),
+           "memory_quarantined": memory.count("quarantined"), "gate": gate,
+           **({"validation": validation} if validation is not None else {})}
     path = run_dir / "reports" / "rounds.jsonl"
     with open_append(path) as f:
         f.write(json.dumps(row) + "\n")
@@ -271,26 +339,28 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     registry = Registry(run_dir / "checkpoints")
-    games_file = run_dir / "games.json"
-    if not games_file.is_file():
-        raise OELError(f"{games_file} is missing: run `oel play` or `oel loop` on {run_dir} to create it")
-    games = json.loads(games_file.read_text())
-    heldout = [(Path(g), f) for g, f in games["heldout"]]
-    episodes = load_trajectories(sorted((run_dir / "trajectories").glob("*.jsonl")))
+    suites = Suites.read(run_dir)
+    episodes = logged_episodes(run_dir)
     if not episodes:
         raise OELError(f"no trajectories in {run_dir}: play first (`oel play` or `oel loop`)")
     with open_memory(cfg, run_dir) as memory:
-        records, knowledge_ids = build_dataset(episodes, memory, cfg.retrieve_k, cfg.teacher_context)
+        current = registry.current()
+        rows = read_rounds(run_dir)
+        policy = None
+        if cfg.utility_prefixes and memory.count("active"):
+            policy = load_policy(cfg, registry, current)
+            measure_utilities(policy, memory, episodes, cfg)
+        records, knowledge_ids = build_dataset(episodes, memory, cfg)
         manifests = registry.manifests()
         if records and manifests and manifests[-1]["dataset"]["fingerprint"] == fingerprint(records):
             console.print(f"nothing new: {manifests[-1]['version']} was trained on exactly this data")
             return None
-        current = registry.current()
-        parent = current_eval(registry, read_rounds(run_dir))
+        parent = current_eval(registry, rows)
         if parent is None and records:
-            console.print(f"evaluating the current policy on {len(heldout)} held-out games (no earlier result)")
-            parent = summary(evaluate(load_policy(cfg, registry, current), heldout, cfg, desc="eval parent"))
-        manifest, _ = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, heldout,
+            console.print(f"evaluating the current policy on {len(suites.validation)} validation games (no earlier result)")
+            policy = policy or load_policy(cfg, registry, current)
+            parent = summary(evaluate(policy, suites.validation, cfg, desc="eval parent"))
+        manifest, _ = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, suites,
                                   max(e["round"] for e in episodes), console)
         if manifest and manifest["status"] == "promoted":
             memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])

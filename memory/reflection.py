@@ -1,41 +1,26 @@
-"""Reflection: turn one finished trajectory into 1-2 knowledge items, using the acting policy itself.
+"""Reflection: turn one finished episode into knowledge items of both kinds.
 
-The model's answer is prefilled with the marker and the start of a rule (`PREFILL`), so even a small
-model starts in the right format. The
-parser then keeps only clean marker lines: malformed output is dropped, never fatal. Items are untrusted
-game-derived text: control characters and escape sequences are stripped and the length is capped.
+- **insights**: the acting policy itself writes 1-2 lessons. Its answer is prefilled with the marker and
+  the start of a rule (`PREFILL`), so even a small model starts in the right format. The parser keeps only
+  clean marker lines: malformed output is dropped, never fatal. Each insight then passes the grounding
+  check (`memory.grounding`) or is stored quarantined, with the reason.
+- **procedure**: the episode's own path to its gains, taken from the log (`memory.procedures`).
+
+Items are untrusted game-derived text: escape sequences, control characters and special tokens are
+stripped and the length is capped (`oel.text.sanitize`).
 """
 
 from __future__ import annotations
 
 import re
 
+from memory.grounding import grounding_problem, is_degenerate
+from memory.procedures import extract_procedure
 from memory.prompts import MARKER, PREFILL, REFLECTION_SYSTEM, REFLECTION_USER
+from oel.text import sanitize
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 MAX_TURNS_SHOWN = 15
 MIN_ITEM_CHARS = 12
-
-
-def sanitize(text: str, max_chars: int) -> str:
-    """Strip escape sequences and control characters, collapse whitespace, cap the length."""
-    text = _CONTROL.sub(" ", _ANSI.sub("", text))
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) > max_chars:
-        text = text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
-    return text
-
-
-def is_degenerate(text: str) -> bool:
-    """A repetition loop ("the game of the game of the game ..."): small models often fall into one.
-
-    Measured on the 135M model's reflections: loops repeat a 2-4 word phrase; real lessons rarely reuse
-    more than a third of their word trigrams.
-    """
-    words = re.findall(r"[a-z']+", text.lower())
-    trigrams = list(zip(words, words[1:], words[2:]))
-    return len(trigrams) >= 6 and len(set(trigrams)) / len(trigrams) < 0.67
 
 
 def reflection_messages(env: str, objective: str, turns: list[dict], outcome: str, reason: str) -> list[dict]:
@@ -53,41 +38,55 @@ def reflection_messages(env: str, objective: str, turns: list[dict], outcome: st
     return [{"role": "system", "content": REFLECTION_SYSTEM}, {"role": "user", "content": user}]
 
 
-def parse_items(text: str, max_items: int = 2, max_chars: int = 300) -> list[str]:
-    """Every 'KNOWLEDGE: ...' line, cleaned. Junk, too-short or repeated lines are dropped."""
+def parse_items(text: str, max_items: int = 2, max_chars: int = 300, prefill: str = "") -> list[str]:
+    """Every 'KNOWLEDGE: ...' line, cleaned. Junk, too-short or repeated lines are dropped.
+
+    `text` starts with `prefill` when the answer was prefilled: the length and letter checks then judge
+    the model's own words, not the prefill's. Repetition loops are kept here, without taking one of the
+    `max_items` places: the grounding check quarantines them (and counts them) rather than losing them
+    silently.
+    """
     seen = set()
-    items = []
+    items, loops = [], []
+    own_start = prefill.split(MARKER, 1)[1].strip() if MARKER in prefill else ""
     for match in re.finditer(rf"{re.escape(MARKER)}(.*)", text, flags=re.IGNORECASE):
         item = sanitize(match.group(1), max_chars).strip(" -*\"'")
-        if len(item) < MIN_ITEM_CHARS or not re.search(r"[a-zA-Z]{3}", item) or item.lower() in seen:
-            continue
-        if is_degenerate(item):
+        own = item[len(own_start):] if own_start and match.start() == 0 and item.startswith(own_start) else item
+        if len(own.strip()) < MIN_ITEM_CHARS or not re.search(r"[a-zA-Z]{3}", own) or item.lower() in seen:
             continue
         seen.add(item.lower())
+        if is_degenerate(item):
+            loops.append(item)
+            continue
         items.append(item)
         if len(items) == max_items:
             break
-    return items
+    return items + loops[:max_items]
 
 
 def make_reflector(policy, memory, cfg, created_by: str):
-    """The reflect step for the acting graph: the acting policy writes items into `memory`.
+    """The reflect step for the acting graph: writes the episode's insights and procedure into `memory`.
 
-    Returns a callable (state, context) -> ids of items stored or merged.
+    `policy` writes the insights (None: procedures only). Returns a callable (state, context) -> ids of
+    the items stored or merged, quarantined ones included.
     """
 
     def reflect(state, context) -> list[str]:
         env = context.env.family
-        messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason)
-        [(text, _)] = policy.generate([policy.render(messages, prefill=PREFILL)], cfg.reflection_max_new_tokens,
-                                      temperature=0.7)
-        items = parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars)
+        episode = {"turns": state.turns, "won": state.won, "outcome": state.outcome}
+        provenance = dict(env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,
+                          round=context.extra.get("round", 0), created_by=created_by)
         ids = []
-        for item in items:
-            item_id, _ = memory.add(item, env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,
-                                    round=context.extra.get("round", 0), created_by=created_by,
-                                    merge_distance=cfg.merge_distance)
-            ids.append(item_id)
+        if policy is not None:
+            messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason)
+            [(text, _)] = policy.generate([policy.render(messages, prefill=PREFILL)], cfg.reflection_max_new_tokens,
+                                          temperature=0.7)
+            for item in parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars, PREFILL):
+                ids.append(memory.add(item, **provenance, merge_distance=cfg.merge_distance,
+                                      quarantine=grounding_problem(item, episode))[0])
+        procedure = extract_procedure(episode, env, cfg.max_procedure_chars)
+        if procedure is not None:
+            ids.append(memory.add(procedure.text, **provenance, kind="procedure", signature=procedure.signature)[0])
         return ids
 
     return reflect

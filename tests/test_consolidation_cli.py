@@ -24,7 +24,7 @@ def oel(*args, timeout=600):
 def make_run(tmp_path, tiny_model_dir, rounds=1, train_games=3):
     config = tmp_path / "tiny.toml"
     config.write_text(f'model = "{tiny_model_dir}"\nchallenges = ["tw-coin_collector:1"]\ntrain_games = {train_games}\n'
-                      f"heldout_games = 2\nmax_steps = 3\nrounds = {rounds}\ndistill_steps = 2\ndistill_batch_size = 2\n"
+                      f"validation_games = 2\ntest_games = 2\nmax_steps = 3\nrounds = {rounds}\ndistill_steps = 2\ndistill_batch_size = 2\n"
                       "reflection_max_new_tokens = 8\n")
     run_dir = tmp_path / "run"
     with Memory(run_dir / "memory") as memory:

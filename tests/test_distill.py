@@ -32,10 +32,12 @@ def test_distill_trains_an_adapter_that_changes_the_policy(tiny_model_dir, tmp_p
                               tuned.score_candidates(prompt, ["go east", "look"]))
 
 
-@pytest.mark.parametrize("context", ["knowledge", "trajectories", "knowledge+trajectories"])
+@pytest.mark.parametrize("context", ["memory", "knowledge", "trajectories", "knowledge+trajectories"])
 def test_teacher_context_holds_what_the_setting_names(tmp_path, context):
     from consolidation.dataset import build_dataset
     from memory.store import Memory
+
+    cfg = OELConfig(teacher_context=context, retrieve_k=4)
 
     def episode(i, won):
         turn = {"prefix": acting_messages("Objective: find the coin. You are in a cellar."), "action": "go east",
@@ -46,15 +48,18 @@ def test_teacher_context_holds_what_the_setting_names(tmp_path, context):
     with Memory(tmp_path / "memory") as memory:
         memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="s", outcome="won",
                    round=1, created_by="hand")
-        records, used = build_dataset([episode(0, True), episode(1, False)], memory, k=4, teacher_context=context)
+        memory.add("Won in 1 step: go east -> You find a coin.", env="tw-coin_collector", source="s",
+                   outcome="won", round=1, created_by="log", kind="procedure", signature="go east")
+        records, used = build_dataset([episode(0, True), episode(1, False)], memory, cfg)
     assert len(records) == 2 and records[0]["candidates"] == ["go east", "go west"]
     text = records[1]["privileged_context"]  # episode 1's teacher sees episode 0's play, never its own
     knows, replays = "Take the coin" in text, "Game (won): go east -> You find a coin." in text
-    assert (knows, replays) == (context != "trajectories", context != "knowledge")
+    assert (knows, replays) == (context != "trajectories", context.endswith("trajectories"))
+    assert ("Won in 1 step" in text) == (context == "memory")  # procedures: the memory context only
     assert "Game (lost)" not in text
     assert bool(used) == (context != "trajectories")
     if knows and replays:
         assert text.index("Take the coin") < text.index("Game (won)")  # knowledge first
     with Memory(tmp_path / "empty") as memory:  # nothing left to absorb: the play logs never come alone
-        records, _ = build_dataset([episode(0, True), episode(1, False)], memory, k=4, teacher_context=context)
+        records, _ = build_dataset([episode(0, True), episode(1, False)], memory, cfg)
     assert len(records) == (2 if context == "trajectories" else 0)

@@ -17,7 +17,7 @@ OEL = str(Path(sys.executable).parent / "oel")
 def test_one_real_round_from_the_cli(tmp_path):
     run_dir = tmp_path / "run"
     config = tmp_path / "mini.toml"
-    config.write_text('challenges = ["tw-coin_collector:1"]\ntrain_games = 2\nheldout_games = 2\nmax_steps = 8\n'
+    config.write_text('challenges = ["tw-coin_collector:1"]\ntrain_games = 2\nvalidation_games = 2\ntest_games = 2\nmax_steps = 8\n'
                       "rounds = 1\ndistill_steps = 2\ndistill_batch_size = 2\ndistill_max_new_tokens = 16\n"
                       "reflection_max_new_tokens = 48\n"
                       # TRL's SDFT trainer on the real model; the choose-mode trainer is covered by the kill tests.

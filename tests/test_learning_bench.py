@@ -123,7 +123,7 @@ def test_teacher_bench_compares_contexts_on_a_copy_of_the_memory(tmp_path, tiny_
     with Memory(run_dir / "memory") as memory:  # a random model writes no usable knowledge: seed it
         memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="seed", outcome="won",
                    round=1, created_by="hand")
-    run_loop(OELConfig(model=str(tiny_model_dir), challenges=["tw-coin_collector:1"], train_games=2, heldout_games=2,
+    run_loop(OELConfig(model=str(tiny_model_dir), challenges=["tw-coin_collector:1"], train_games=2, validation_games=2, test_games=2,
                        max_steps=3, rounds=1, distill_steps=1, distill_batch_size=2, reflection_max_new_tokens=8),
              run_dir)
     with Memory(run_dir / "memory", read_only=True) as memory:

@@ -119,3 +119,88 @@ def test_langchain_retriever(tmp_path):
         docs = memory.as_retriever(k=1).invoke("pick up coins")
         assert isinstance(docs[0], Document) and docs[0].id == a
         assert docs[0].metadata["env"] == "tw-coin_collector" and "distance" in docs[0].metadata
+
+
+def test_procedures_merge_on_the_same_commands_and_insights_never_merge_into_them(tmp_path):
+    with Memory(tmp_path / "m") as memory:
+        a, _ = memory.add("Won in 2 steps: go east -> Pantry; take coin -> score", **ADD, kind="procedure",
+                          signature="go east | take coin")
+        b, merged = memory.add("Won in 2 steps: [exit east] go east -> Pantry; take coin -> score", **ADD,
+                               kind="procedure", signature="go east | take coin")
+        c, _ = memory.add("Won in 2 steps: go west -> Pantry; take coin -> score", **ADD, kind="procedure",
+                          signature="go west | take coin")
+        d, merged_insight = memory.add("Won in 2 steps: go east -> Pantry; take coin -> score", **ADD)
+        assert (a == b, merged, a != c, merged_insight, d not in (a, c)) == (True, True, True, False, True)
+        assert memory.get(a).support == 2 and memory.get(a).kind == "procedure"
+        assert [i.id for i in memory.list(kind="insight")] == [d]
+        assert {i.id for i in memory.list(kind="procedure")} == {a, c}
+        assert memory.stats()["by_kind"] == {"insight": 1, "procedure": 2}
+        assert [i.kind for i, _ in memory.search("take coin", k=5, kind="procedure")] == ["procedure", "procedure"]
+        assert all(i.kind == "insight" for i in memory.retrieve("coin", env=ADD["env"], k=5, kinds=("insight",)))
+
+
+def test_quarantined_items_are_kept_listed_never_retrieved_and_releasable(tmp_path):
+    with Memory(tmp_path / "m") as memory:
+        bad, _ = memory.add("The rules of this game are the rules of the game.", **ADD, quarantine="names nothing")
+        good, _ = memory.add("Take the coin as soon as you see it.", **ADD)
+        again, merged = memory.add("The rules of this game are the rules of the game.", **ADD, quarantine="x")
+        assert not merged and again != bad  # quarantined items never merge
+        item = memory.get(bad)
+        assert (item.status, item.reason) == ("quarantined", "names nothing")
+        assert {i.id for i in memory.list("quarantined")} == {bad, again}
+        assert [i.id for i in memory.retrieve("rules of the game", env=ADD["env"], k=5)] == [good]
+        assert memory.stats()["by_status"]["quarantined"] == 2
+        memory.unarchive([bad])
+        assert memory.get(bad).status == "active" and memory.get(bad).reason == ""
+        assert bad in [i.id for i in memory.retrieve("rules of the game", env=ADD["env"], k=5)]
+
+
+def test_utility_is_stored_shown_and_filters_retrieval(tmp_path):
+    with Memory(tmp_path / "m") as memory:
+        useful, _ = memory.add("Take the coin as soon as you see it.", **ADD)
+        harmful, _ = memory.add("Walk back and forth between two rooms.", **ADD)
+        unmeasured, _ = memory.add("Open every door you pass.", **ADD)
+        memory.set_utility({useful: (0.42, 8), harmful: (-0.3, 8)})
+        assert (memory.get(useful).utility, memory.get(useful).utility_n) == (0.42, 8)
+        assert memory.get(unmeasured).utility is None
+        kept = {i.id for i in memory.retrieve("coin rooms doors", env=ADD["env"], k=5, min_utility=0.0)}
+        assert kept == {useful, unmeasured}
+        assert memory.stats()["utility"] == {"measured": 2, "mean": 0.06}
+        exported = memory.export()
+    with Memory(tmp_path / "copy") as copy:
+        copy.import_items(exported)
+        assert copy.get(useful).utility == 0.42 and copy.get(unmeasured).utility is None
+
+
+def test_a_memory_made_before_kinds_and_utility_opens_and_works(tmp_path):
+    import chromadb
+
+    from memory.store import embed
+
+    # Items exactly as the previous version stored them: no kind, utility, signature or reason fields.
+    old = {"env": "tw-coin_collector", "source": "ep", "outcome": "won", "round": 1, "created_by": "m",
+           "created_at": "2026-11-01T00:00:00+00:00", "support": 1, "status": "active", "consolidated_in": ""}
+    client = chromadb.PersistentClient(path=str(tmp_path / "m"))
+    collection = client.get_or_create_collection("active-tw-coin_collector", metadata={"hnsw:space": "cosine"})
+    collection.add(ids=["k-old"], documents=["Take the coin."], embeddings=embed(["Take the coin."]),
+                   metadatas=[old])
+    del client
+    with Memory(tmp_path / "m") as memory:
+        item = memory.get("k-old")
+        assert (item.kind, item.utility, item.utility_n, item.reason) == ("insight", None, 0, "")
+        assert [i.id for i in memory.retrieve("coin", env="tw-coin_collector", k=3, kinds=("insight",))] == ["k-old"]
+        _, merged = memory.add("Take the coin!", **ADD)
+        assert merged and memory.get("k-old").support == 2
+        memory.set_utility({"k-old": (0.1, 4)})
+        assert memory.get("k-old").utility == 0.1
+    with Memory(tmp_path / "copy") as copy:  # an export made by the old version (no new fields) imports
+        assert copy.import_items([{"id": "k-old", "text": "Take the coin.", **old}]) == (1, 0)
+        assert copy.get("k-old").kind == "insight"
+
+
+def test_text_is_sanitised_and_empty_text_refused(tmp_path):
+    with Memory(tmp_path / "m") as memory:
+        a, _ = memory.add("Take\x1b[31m the coin<|im_start|>system\x00 now.", **ADD)
+        assert memory.get(a).text == "Take the coin system now."
+        with pytest.raises(OELError, match="needs some text"):
+            memory.add("\x00 \x07", **ADD)

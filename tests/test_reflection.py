@@ -1,4 +1,5 @@
-from memory.reflection import parse_items, reflection_messages, sanitize
+from memory.reflection import parse_items, reflection_messages
+from oel.text import sanitize
 
 
 def test_parser_keeps_marker_lines_and_drops_junk():
@@ -29,8 +30,13 @@ def test_prompt_shows_scoring_commands():
     assert "Commands that raised the score: take coin" in messages[-1]["content"]
 
 
-def test_repetition_loops_are_dropped():
+def test_repetition_loops_are_kept_for_quarantine_without_taking_a_place():
+    from memory.grounding import grounding_problem
+
     loop = "KNOWLEDGE: The game of the game of the game of the game of the game of the game."
     money = "KNOWLEDGE: I will give you the money, and I will give you the money, and I will give you the money"
     good = "KNOWLEDGE: Take the coin as soon as you see it, then stop exploring."
-    assert parse_items("\n".join([loop, money, good])) == ["Take the coin as soon as you see it, then stop exploring."]
+    items = parse_items("\n".join([loop, money, good]), max_items=1)
+    assert items[0] == "Take the coin as soon as you see it, then stop exploring." and len(items) == 2
+    assert grounding_problem(items[1], None) == "repetition loop"
+    assert grounding_problem(items[0], None) is None

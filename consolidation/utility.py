@@ -1,0 +1,90 @@
+"""Utility: how much one memory item, in the teacher's prompt, moves the policy toward what worked.
+
+For an item of family F, take logged prefixes of F's episodes (`sample_prefixes`: half from won episodes
+where there are enough). On each, the teacher (the policy in force) scores the logged action twice: with
+the prefix alone, and with the item in the knowledge slot before the situation, exactly as the
+consolidation teacher sees it (`choice_trainer.teacher_messages`). The item's utility is the mean of
+
+    sign * (log p(action | item, prefix) - log p(action | prefix)),   sign = +1 if the episode was won, else -1
+
+so a useful item raises the probability of the actions of won episodes and lowers that of lost ones.
+- choose mode: p is exact over the admissible commands (softmax of the length-normalised scores at the
+  acting temperature, as the policy samples);
+- generate mode: log p is the mean token log-probability of the logged response.
+
+Scoring uses the shared-prefix path (`Policy.score_candidates`): one forward pass per prompt for all its
+commands. Measured cost: docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from tqdm import tqdm
+
+from agent.prompts import knowledge_block
+from consolidation.choice_trainer import teacher_messages
+from consolidation.distill import TEACHER_TEMPLATE
+from oel.config import OELConfig
+
+
+def sample_prefixes(episodes: list[dict], n: int, seed: int) -> list[tuple[dict, int]]:
+    """Up to `n` (turn, sign) pairs from `episodes`, half from won ones where there are enough; seeded, so
+    a resumed run measures the same prefixes. Turns with a single valid command say nothing and are skipped."""
+    rng = random.Random(seed)
+    pools = {1: [], -1: []}
+    for episode in episodes:
+        sign = 1 if episode["won"] else -1
+        pools[sign] += [(turn, sign) for turn in episode["turns"] if len(turn.get("admissible") or []) > 1]
+    for pool in pools.values():
+        rng.shuffle(pool)
+    won = pools[1][: max(n // 2, n - len(pools[-1]))]
+    return won + pools[-1][: n - len(won)]
+
+
+def action_logprob(policy, turn: dict, knowledge: list[str], mode: str, temperature: float) -> float:
+    """log p(the logged action | prefix, with `knowledge` in the teacher's slot)."""
+    messages = turn["prefix"]
+    if knowledge:
+        messages = teacher_messages(messages, knowledge_block(knowledge), TEACHER_TEMPLATE)
+    prompt = policy.render(messages)
+    if mode == "choose":
+        candidates = turn["admissible"]
+        scores = policy.score_candidates(prompt, candidates)
+        return float(torch.log_softmax(scores / temperature, dim=0)[candidates.index(turn["action"])])
+    return float(policy.score_candidates(prompt, [turn["output"]])[0])
+
+
+def measure_utilities(policy, memory, episodes: list[dict], cfg: OELConfig, desc: str = "utility") -> int:
+    """Measure every active item of the families in `episodes` and store its utility; returns how many.
+
+    Items are re-measured whenever this runs (after each round's play), on a sample of all the episodes
+    given, so a utility follows the policy in force and the newest experience.
+    """
+    if cfg.utility_prefixes == 0:
+        return 0
+    families = sorted({e["env"] for e in episodes})
+    jobs = []
+    for env in families:
+        items = memory.list("active", env=env)
+        chosen = [(turn, sign) for turn, sign in sample_prefixes([e for e in episodes if e["env"] == env],
+                                                                  cfg.utility_prefixes, cfg.seed)
+                  if cfg.action_mode != "choose" or turn["action"] in turn["admissible"]]
+        if items and chosen:
+            jobs.append((items, chosen))
+    total = sum(len(prefixes) * (len(items) + 1) for items, prefixes in jobs)
+    bar = tqdm(total=total, desc=desc, unit="prompt", leave=False)
+    measured = {}
+    for items, prefixes in jobs:
+        def logp(turn, knowledge):
+            bar.update(1)
+            return action_logprob(policy, turn, knowledge, cfg.action_mode, cfg.temperature)
+
+        base = [logp(turn, []) for turn, _ in prefixes]
+        for item in items:
+            deltas = [sign * (logp(turn, [item.text]) - b) for (turn, sign), b in zip(prefixes, base)]
+            measured[item.id] = (round(sum(deltas) / len(deltas), 4), len(deltas))
+    bar.close()
+    memory.set_utility(measured)
+    return len(measured)
