@@ -6,21 +6,22 @@
 Every arm is an ordinary `oel loop` run directory under --runs-dir, with `eval_in_context` on, so each
 round records both the policy without memory and the round's teacher (the same policy with the experience
 that `teacher_context` names in its prompt). A killed bench resumes where it stopped: the loop resumes
-from its artifacts, and finished evaluations are saved.
+from its artifacts, and finished evaluations are saved. Each round plays fresh train games; the gate
+decides on validation games, and every figure here is on test games, on which nothing is decided.
 
-Arms (all on fixed seeds; held-out games never share a seed with train games):
-- `textworld`: the method (the default settings: the teacher sees knowledge and raw trajectories) on
+Arms (all on fixed seeds; train, validation and test games never share a seed):
+- `textworld`: the method (the default settings: the teacher sees the memory, insights and procedures) on
   TextWorld coin collector + treasure hunter, rounds 0..R;
 - `frozenlake`: the method on TextArena FrozenLake 3x3;
-- baselines on TextWorld, for --baseline-rounds rounds: extracted knowledge alone (the paper's teacher)
-  and raw trajectories alone (both in context = the teacher, and consolidated), off-policy SFT on teacher
-  samples, and knowledge written by a different model (`--knowledge-model`, only if one is given: none
-  ships with the project);
+- baselines on TextWorld, for --baseline-rounds rounds: insights alone (the paper's teacher), raw
+  trajectories alone (both in context = the teacher, and consolidated), off-policy SFT on teacher samples,
+  and knowledge written by a different model (`--knowledge-model`, only if one is given: none ships with
+  the project);
 - `ood`: the method trained on coin collector only; its round-0 and final policies are then evaluated on
   treasure hunter, a challenge type it never saw (--ood-games each);
-- `heldout_recheck`: the `textworld` arm's round-0 and final policies on --recheck-games held-out games
-  (the loop's own held-out games first, then new held-out seeds): at the loop's n=16 a 19-point gain has a
-  p-value near 0.25, so the gain and the cost targets are also read here, on more games.
+- `heldout_recheck`: the `textworld` arm's round-0 and final policies on --recheck-games test games (the
+  loop's own test games first, then new test seeds): at the loop's n=16 a 19-point gain has a p-value near
+  0.25, so the gain and the cost targets are also read here, on more games.
 
 Success intervals are Wilson 95% intervals (exact enough at small n, never outside [0, 1]). The gain from
 round 0 to the last round also gets an exact McNemar p-value: both policies play the same held-out games
@@ -33,8 +34,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and bench/memory.py would shadow the `memory`
-# package; put the repository root there instead.
+# Run as a script, this folder comes first on sys.path; put the repository root there instead, so that
+# `bench.learning` can be imported by the other benches.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
@@ -48,7 +49,7 @@ import time
 import oel  # noqa: F401  (offline settings)
 from rich.console import Console
 
-from agent.games import HELDOUT_SEED_OFFSET, make_suite, ood_specs, suite_specs
+from agent.games import make_suite, ood_specs, split_specs
 from consolidation.checkpoints import Registry
 from consolidation.evaluate import evaluate
 from consolidation.loop import load_policy, run_loop
@@ -93,8 +94,9 @@ def paired_p(before: list[int] | None, after: list[int] | None) -> float | None:
 
 
 def arm_rows(rows: list[dict], run_dir: Path) -> list[dict]:
-    """The loop's per-round rows in the benchmark's schema, plus each round's new checkpoint even when the
-    gate rejected it (`candidate`), so the effect of consolidation shows whatever the gate decided."""
+    """The loop's per-round rows in the benchmark's schema (test games), plus each round's new checkpoint
+    even when the gate rejected it (`candidate`, with its validation success, which the gate read), so the
+    effect of consolidation shows whatever the gate decided."""
     candidates = {m["round"]: m for m in Registry(run_dir / "checkpoints").manifests()}
     out = []
     for row in rows:
@@ -109,8 +111,10 @@ def arm_rows(rows: list[dict], run_dir: Path) -> list[dict]:
             "ci95_in_context": wilson(teacher * n, n) if teacher is not None else None,
             "steps_in_context": row.get("in_context_steps"),
             "memory_active": row["memory_active"], "memory_consolidated": row["memory_consolidated"],
+            "memory_quarantined": row.get("memory_quarantined", 0),
+            "validation_success": (row.get("validation") or {}).get("success_no_memory"),
             "candidate": {"version": made["version"], "status": made["status"],
-                          "success_no_memory": made["eval"]["after"]["success_no_memory"]} if made else None,
+                          "validation_success": made["eval"]["after"]["success_no_memory"]} if made else None,
         })
     return out
 
@@ -172,9 +176,9 @@ def ood_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dic
 
 
 def recheck_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dict:
-    """Round 0 against the final policy on more held-out games than the loop's gate plays: the loop's
-    held-out games first, then new held-out seeds (never trained on either)."""
-    specs = suite_specs(cfg.challenges, games, cfg.seed + HELDOUT_SEED_OFFSET)
+    """Round 0 against the final policy on more test games than the loop plays: the loop's test games
+    first, then new test seeds (never trained or gated on)."""
+    specs = split_specs(cfg.challenges, games, cfg.seed, "test")
     return base_vs_final(cfg, run_dir, specs, "heldout_recheck", console)
 
 
@@ -248,19 +252,22 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
              f"Command: `{result['command']}`  ",
              f"Measured {result['measured_at']} on {result['machine']}; {result['wall_s'] / 60:.0f} min of compute in all "
              "(each arm's time summed over the bench invocations that built it).",
-             "Success is on held-out games (seeds never trained on), with Wilson 95% intervals in brackets. "
+             "Success is on test games (seeds never trained or gated on; the gate reads separate validation games), "
+             "with Wilson 95% intervals in brackets. "
              f"The teacher is the same policy with `teacher_context = {result['config']['textworld']['teacher_context']}` "
              "in its prompt (the baselines change it).", ""]
     for name, arm in result["arms"].items():
         lines += [f"### {name}", "", "| round | policy | success, no memory | teacher (experience in prompt) | steps/ep |"
-                  " tokens/ep | memory active / consolidated | gate |", "|---|---|---|---|---|---|---|---|"]
+                  " tokens/ep | memory active / consolidated / quarantined | gate |", "|---|---|---|---|---|---|---|---|"]
         for r in arm["rounds"]:
             lines.append(f"| {r['round']} | {r['policy']} | {pct(r['success_no_memory'], r['ci95'])} | "
                          f"{pct(r['success_in_context'], r['ci95_in_context'])} | {r['steps']:.1f} | "
-                         f"{r['tokens_per_episode']:.1f} | {r['memory_active']} / {r['memory_consolidated']} | {r['gate']} |")
-        made = [f"{r['candidate']['version']} {pct(r['candidate']['success_no_memory'])} ({r['candidate']['status']})"
-                for r in arm["rounds"] if r.get("candidate")]
-        lines += ["", f"New checkpoints, held-out success without memory: {', '.join(made) or 'none'}.  ",
+                         f"{r['tokens_per_episode']:.1f} | {r['memory_active']} / {r['memory_consolidated']} / "
+                         f"{r.get('memory_quarantined', 0)} | {r['gate']} |")
+        made = [f"{r['candidate']['version']} {pct(r['candidate'].get('validation_success', r['candidate'].get('success_no_memory')))} "
+                f"({r['candidate']['status']})" for r in arm["rounds"] if r.get("candidate")]
+        lines += ["", f"New checkpoints, validation success without memory (what the gate read): "
+                      f"{', '.join(made) or 'none'}.  ",
                   f"Run directory `{arm['run_dir']}`, {arm['wall_s'] / 60:.0f} min.", ""]
     ood = result["ood"]
     change = (f"a drop of {ood['drop_points']} points" if ood["drop_points"] > 0
@@ -272,10 +279,10 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
               f"{pct(ood['final']['success'], ood['final']['ci95'])}: {change} "
               f"(exact McNemar p = {ood['paired_p']}).", ""]
     recheck = result["heldout_recheck"]
-    lines += ["### Held-out recheck (textworld)", "",
+    lines += ["### Test recheck (textworld)", "",
               f"Round 0 and the final policy ({recheck['final_policy'] or 'nothing promoted'}) on "
-              f"{recheck['round0']['n_games']} held-out games (the loop's {result['arms']['textworld']['rounds'][0]['n_games']} "
-              f"first, then new held-out seeds): {pct(recheck['round0']['success'], recheck['round0']['ci95'])} -> "
+              f"{recheck['round0']['n_games']} test games (the loop's {result['arms']['textworld']['rounds'][0]['n_games']} "
+              f"first, then new test seeds): {pct(recheck['round0']['success'], recheck['round0']['ci95'])} -> "
               f"{pct(recheck['final']['success'], recheck['final']['ci95'])}, {recheck['change_points']:+} points "
               f"(exact McNemar p = {recheck['paired_p']}); steps per episode {recheck['round0']['steps']:.1f} -> "
               f"{recheck['final']['steps']:.1f}.", ""]
@@ -329,12 +336,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-rounds", type=int, default=1)
     parser.add_argument("--train-games", type=int, default=8)
-    parser.add_argument("--heldout-games", type=int, default=16)
+    parser.add_argument("--validation-games", type=int, default=16, help="games the gate decides on")
+    parser.add_argument("--test-games", type=int, default=16, help="games each round is reported on")
     parser.add_argument("--ood-games", type=int, default=96,
                         help="OOD games per policy (at 16, one run read a 19-point drop that 48 did not confirm; "
                              "at 48 a 2-point target is one game)")
     parser.add_argument("--recheck-games", type=int, default=48,
-                        help="held-out games on which round 0 and the final TextWorld policy are compared again")
+                        help="test games on which round 0 and the final TextWorld policy are compared again")
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1, help="games at once (use 16+ on a GPU)")
@@ -347,13 +355,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds = args.baseline_rounds = 1
-        args.train_games = args.heldout_games = args.ood_games = 2
+        args.train_games = args.validation_games = args.test_games = args.ood_games = 2
         args.recheck_games = 3
         args.max_steps = 4
     console = Console()
     started = time.time()
     extra = settings(parser, args.set)
-    base = dict(model=args.model, train_games=args.train_games, heldout_games=args.heldout_games, seed=args.seed,
+    base = dict(model=args.model, train_games=args.train_games, validation_games=args.validation_games,
+                test_games=args.test_games, seed=args.seed,
                 max_steps=args.max_steps, concurrency=args.concurrency, eval_in_context=True, **extra)
     def config(**settings) -> OELConfig:
         # from_dict: an unknown or malformed setting is a one-line error, before any game is played.
@@ -369,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
     arms["ood-train"] = run_arm("ood-train", ood_arm, args.runs_dir, console)
     ood = ood_eval(ood_arm, args.runs_dir / "ood-train", args.ood_games, console)
     baselines = {}
-    for name, change in (("knowledge_only", {"teacher_context": "knowledge"}),
+    for name, change in (("knowledge_only", {"teacher_context": "knowledge"}),  # insights alone
                          ("raw_trajectories", {"teacher_context": "trajectories"}),
                          ("sft_on_teacher_samples", {"distill_method": "sft"})):
         cfg = config(challenges=TEXTWORLD, rounds=args.baseline_rounds, **change)
@@ -382,6 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                         "(pass --knowledge-model DIR)"}
 
     result = {
+        "teacher_context": tw.teacher_context,
         "rounds": arms["textworld"]["rounds"], "arms": arms, "baselines": baselines, "ood": ood,
         "heldout_recheck": recheck,
         "targets": targets(arms["textworld"]["rounds"], ood, tw.action_mode, recheck),

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train-games", type=int, default=8)
-    parser.add_argument("--heldout-games", type=int, default=16)
+    parser.add_argument("--validation-games", type=int, default=16)
+    parser.add_argument("--test-games", type=int, default=16)
     parser.add_argument("--ood-games", type=int, default=96, help="as in bench/learning.py")
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     extra = settings(parser, args.set)
     # The same settings as bench/learning.py's ood-train arm, so its run directory can be reused here.
-    cfg = OELConfig.from_dict(dict(model=args.model, train_games=args.train_games, heldout_games=args.heldout_games,
+    cfg = OELConfig.from_dict(dict(model=args.model, train_games=args.train_games,
+                                   validation_games=args.validation_games, test_games=args.test_games,
                                    seed=args.seed, max_steps=args.max_steps, concurrency=args.concurrency, **extra)
                               | dict(challenges=OOD_TRAIN, rounds=args.rounds, eval_in_context=False),
                               source="bench settings")

@@ -9,12 +9,16 @@ teacher bounds what a round of consolidation can reach, and comparing teachers t
 policy plays the same held-out games with the same sampling seeds, with in its prompt:
 
 - `none`: nothing (the policy alone);
-- `knowledge`: the items the run's reflections wrote in round R, retrieved per situation (top `retrieve_k`),
-  as round R's teacher saw them (the bench's memory held nothing else active then);
+- `memory`: the items the run's reflections wrote in round R, insights and procedures, retrieved per
+  situation (top `retrieve_k`), as round R's teacher saw them (the bench's memory held nothing else active
+  then; quarantined items are never retrieved);
+- `knowledge`: the insights alone (the paper's method, an ablation of the memory);
+- `procedures`: the procedures alone (the other ablation);
 - `trajectories`: round R's train episodes of the game's family, as raw play logs (the paper's baseline);
-- `knowledge+trajectories`: both, knowledge first (`teacher_context` in the loop's settings).
+- `knowledge+trajectories`: insights, then play logs.
 
-The knowledge is read from a copy of the run's memory, so the run is not changed. Each evaluation is saved
+Retrieval follows the run's settings (`--set utility_threshold=0` skips items of negative utility). The
+items are read from a copy of the run's memory, so the run is not changed. Each evaluation is saved
 in `<run-dir>/reports/teacher_r<R>.json` and reused for the same policy, context, k and games. Writes
 --out (JSON) and the marked section of --docs: success with Wilson 95% intervals, steps per episode, and
 each context against `none` game by game (exact McNemar p).
@@ -37,7 +41,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from agent.games import HELDOUT_SEED_OFFSET, make_suite, suite_specs
+from agent.games import make_suite, split_specs
 from bench.learning import gained_lost, paired_p, pct, settings, summary, write_docs
 from consolidation.checkpoints import Registry
 from consolidation.dataset import load_trajectories
@@ -48,14 +52,16 @@ from oel.config import OELConfig
 from oel.errors import OELError
 from oel.files import write_atomic
 
-CONTEXTS = ("none", "knowledge", "trajectories", "knowledge+trajectories")
+CONTEXTS = ("none", "memory", "knowledge", "procedures", "trajectories", "knowledge+trajectories")
 SECTION = ("<!-- bench/teacher.py: start -->", "<!-- bench/teacher.py: end -->")
 
 
 def knowledge_copy(run_dir: Path, round: int, into: Path) -> Memory:
-    """A writable copy of the run's memory holding only the items written in `round`, all active again."""
+    """A writable copy of the run's memory holding only the items written in `round`, all active again
+    (quarantined ones stay quarantined: they are never used)."""
     with Memory(run_dir / "memory", read_only=True) as source:
-        rows = [{**row, "status": "active", "consolidated_in": ""} for row in source.export() if row["round"] == round]
+        rows = [row if row.get("status") == "quarantined" else {**row, "status": "active", "consolidated_in": ""}
+                for row in source.export() if row["round"] == round]
     if not rows:
         raise OELError(f"{run_dir / 'memory'} holds no knowledge written in round {round}: pick another --round")
     memory = Memory(into)
@@ -80,7 +86,9 @@ def markdown(result: dict) -> str:
     rows = result["contexts"]
     lines = [SECTION[0], "", "## Teacher contexts (`bench/teacher.py`)", "", f"Command: `{result['command']}`  ",
              f"Measured {result['measured_at']}: round {result['round']} of `{result['run_dir']}`, policy "
-             f"{result['policy'] or 'the base model'}, {rows['none']['n_games']} held-out games, k = {result['k']}.", "",
+             f"{result['policy'] or 'the base model'}, {rows['none']['n_games']} test games, k = {result['k']}"
+             + (f", utility threshold {result['utility_threshold']}" if result.get("utility_threshold") is not None else "")
+             + ".", "",
              "| " + " | ".join(HEADER) + " |", "|---" * len(HEADER) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
     return "\n".join([*lines, "", SECTION[1]])
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-learning/textworld"))
     parser.add_argument("--round", type=int, default=1, help="whose knowledge and train episodes the teacher sees")
     parser.add_argument("--policy", help="checkpoint version that plays (default: the base model, round 1's teacher)")
-    parser.add_argument("--games", type=int, default=48, help="held-out games (the loop's own first)")
+    parser.add_argument("--games", type=int, default=48, help="test games (the loop's own first)")
     parser.add_argument("--contexts", default=",".join(CONTEXTS), help=f"comma-separated, of: {', '.join(CONTEXTS)}")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override a setting of the run's config, e.g. --set retrieve_k=3")
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not log.is_file():
         raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
     episodes = load_trajectories([log])
-    specs = suite_specs(cfg.challenges, args.games, cfg.seed + HELDOUT_SEED_OFFSET)
+    specs = split_specs(cfg.challenges, args.games, cfg.seed, "test")
     suite = list(zip(make_suite(specs, desc="teacher"), [s.env_family for s in specs]))
     policy = load_policy(cfg, Registry(args.run_dir / "checkpoints"), args.policy)
     console = Console()
@@ -118,16 +126,19 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
         for context in contexts:
-            key = f"{context}|k={cfg.retrieve_k}|{args.policy or 'base'}"
+            key = f"{context}|k={cfg.retrieve_k}|{args.policy or 'base'}" + (
+                f"|utility>={cfg.utility_threshold}" if cfg.utility_threshold is not None and context != "none" else "")
             if saved.get(key, {}).get("games") != games:
                 console.print(f"teacher with {context}: {len(suite)} games")
                 started = time.time()
-                e = evaluate(policy, suite, cfg, **teacher_sources(context, memory, episodes), desc=f"teacher {context}")
+                e = evaluate(policy, suite, cfg, **teacher_sources(context, memory, episodes, cfg),
+                             desc=f"teacher {context}")
                 saved[key] = {**summary(e), "games": games, "wall_s": round(time.time() - started, 1)}
                 write_atomic(cache, json.dumps(saved, indent=2))
             rows[context] = saved[key]
 
     result = {"run_dir": str(args.run_dir), "round": args.round, "policy": args.policy, "k": cfg.retrieve_k,
+              "utility_threshold": cfg.utility_threshold,
               "contexts": rows, "measured_at": time.strftime("%Y-%m-%d"),
               "command": "python bench/teacher.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     write_atomic(args.out, json.dumps(result, indent=2))

@@ -9,9 +9,10 @@ from rich.table import Table
 
 from oel.jsonl import read_jsonl
 
-COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "held-out success, no memory"),
-           ("steps", "steps/ep"), ("tokens_per_episode", "tokens/ep"),
-           ("memory_active", "mem active"), ("memory_consolidated", "mem consolidated"), ("gate", "gate")]
+COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "test success, no memory"),
+           ("validation", "validation"), ("steps", "steps/ep"), ("tokens_per_episode", "tokens/ep"),
+           ("memory_active", "mem active"), ("memory_consolidated", "mem consolidated"),
+           ("memory_quarantined", "mem quarantined"), ("gate", "gate")]
 
 
 def read_rounds(run_dir: Path) -> list[dict]:
@@ -19,7 +20,8 @@ def read_rounds(run_dir: Path) -> list[dict]:
 
 
 def rounds_table(rows: list[dict]) -> Table:
-    table = Table(title="Online experiential learning, per round (held-out games, policy without memory)")
+    table = Table(title="Online experiential learning, per round (policy without memory; the gate decides on the "
+                        "validation games, the test games decide nothing)")
     columns = list(COLUMNS)
     if any("success_in_context" in row for row in rows):  # the run evaluated each round's teacher
         columns.insert(3, ("success_in_context", "teacher (experience in prompt)"))
@@ -31,6 +33,8 @@ def rounds_table(rows: list[dict]) -> Table:
             value = row.get(key, "")
             if key == "success_no_memory":
                 value = f"{value:.0%} ± {row.get('ci95', 0):.0%} (n={row.get('n_games', '?')})"
+            elif key == "validation":  # runs made before the split have none
+                value = f"{value['success_no_memory']:.0%} (n={value['n_games']})" if value else "-"
             elif key == "success_in_context" and value != "":
                 value = f"{value:.0%} ± {row.get('in_context_ci95', 0):.0%}"
             elif isinstance(value, float):
@@ -56,7 +60,7 @@ def plot_rounds(rows: list[dict], path: Path) -> Path:
                          yerr=[100 * r["in_context_ci95"] for r in teacher], marker="s", capsize=4, linestyle="--",
                          label="teacher (experience in prompt)")
         axes[0].legend(fontsize=8)
-    axes[0].set(title="Held-out success, no memory", xlabel="round", ylabel="% games won", ylim=(-5, 105))
+    axes[0].set(title="Test success, no memory", xlabel="round", ylabel="% games won", ylim=(-5, 105))
     axes[1].plot(rounds, [r["steps"] for r in rows], marker="o")
     # Axes start at 0 so small changes are not drawn as dramatic ones.
     axes[1].set(title="Steps per episode", xlabel="round", ylim=(0, 1.15 * max(r["steps"] for r in rows) + 0.1))

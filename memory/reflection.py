@@ -73,7 +73,7 @@ def make_reflector(policy, memory, cfg, created_by: str):
 
     def reflect(state, context) -> list[str]:
         env = context.env.family
-        episode = {"turns": state.turns, "won": state.won, "outcome": state.outcome}
+        episode = {"turns": state.turns, "won": state.won, "outcome": state.outcome, "objective": state.objective}
         provenance = dict(env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,
                           round=context.extra.get("round", 0), created_by=created_by)
         ids = []

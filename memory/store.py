@@ -284,6 +284,8 @@ class Memory:
 
     def _find(self, ids: list[str], embeddings: bool = False) -> list[tuple]:
         """(collection, id, text, metadata, embedding) for each stored id, one copy per id."""
+        if not ids:
+            return []
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         found, seen = [], set()
         for collection in self._all():
@@ -464,8 +466,10 @@ def _item(item_id: str, text: str, meta: dict) -> Item:
 
 
 CONTEXT_KINDS: dict[str, tuple[str, ...]] = {"memory": KINDS, "knowledge": ("insight",),
-                                             "knowledge+trajectories": ("insight",), "trajectories": ()}
-"""The kinds of item each `teacher_context` retrieves (the play logs of the trajectory contexts are not items)."""
+                                             "knowledge+trajectories": ("insight",), "trajectories": (),
+                                             "procedures": ("procedure",)}
+"""The kinds of item each `teacher_context` retrieves (the play logs of the trajectory contexts are not items).
+`procedures` is an ablation that bench/teacher.py measures, not a setting."""
 
 
 def retrieval_args(cfg, context: str | None = None) -> dict | None:

@@ -34,7 +34,9 @@ def test_one_real_round_from_the_cli(tmp_path):
     assert (run_dir / "reports" / "learning_curve.png").stat().st_size > 1000
 
     games = json.loads((run_dir / "games.json").read_text())
-    assert not {g for g, _ in games["train"]} & {g for g, _ in games["heldout"]}
+    train, validation, test = ({g for g, _ in games["train"]["1"]}, {g for g, _ in games["validation"]},
+                               {g for g, _ in games["test"]})
+    assert len(train | validation | test) == 6  # disjoint
 
     episodes = [json.loads(line) for line in (run_dir / "trajectories" / "round_1.jsonl").read_text().splitlines()]
     assert len(episodes) == 2
@@ -46,8 +48,16 @@ def test_one_real_round_from_the_cli(tmp_path):
     items = json.loads(subprocess.run([OEL, "memory", "list", "--status", "all", "--json", "--run-dir", str(run_dir)],
                                       capture_output=True, text=True, check=True).stdout)
     for item in items:
-        assert {"id", "text", "env", "source", "round", "status"} <= set(item)
+        assert {"id", "text", "env", "source", "round", "status", "kind", "utility", "utility_n"} <= set(item)
         assert item["source"].startswith("r1-") and item["round"] == 1
+        assert item["status"] != "quarantined" or item["reason"]
+    # Each won or scoring train episode left its procedure, and its commands are the episode's own.
+    for episode in episodes:
+        procedures = [i for i in items if i["kind"] == "procedure" and i["source"] == episode["id"]]
+        if episode["won"]:
+            assert len(procedures) == 1 or any(i["kind"] == "procedure" and i["support"] > 1 for i in items)
+        for item in procedures:
+            assert set(item["signature"].split(" | ")) <= {t["action"] for t in episode["turns"]}
 
     manifests = json.loads(subprocess.run([OEL, "checkpoints", "list", "--json", "--run-dir", str(run_dir)],
                                           capture_output=True, text=True, check=True).stdout)

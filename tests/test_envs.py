@@ -34,10 +34,16 @@ def test_missing_and_corrupt_game_files(tmp_path, coin_game):
             TextWorldEnv(bad)
 
 
-def test_train_and_heldout_seeds_are_disjoint():
-    train = suite_specs(["tw-coin_collector:1", "tw-simple"], 20, 0)
-    held = suite_specs(["tw-coin_collector:1", "tw-simple"], 20, 10_000)
-    assert not {s.name for s in train} & {s.name for s in held}
+def test_train_rounds_validation_and_test_seeds_are_disjoint():
+    from agent.games import split_specs
+
+    challenges = ["tw-coin_collector:1", "tw-simple"]
+    rounds = [{s.name for s in split_specs(challenges, 20, 0, "train", r)} for r in (1, 2, 3)]
+    validation = {s.name for s in split_specs(challenges, 20, 0, "validation")}
+    test = {s.name for s in split_specs(challenges, 20, 0, "test")}
+    sets = [*rounds, validation, test]
+    assert all(not a & b for i, a in enumerate(sets) for b in sets[i + 1:])  # no game is in two sets
+    assert {s.name for s in split_specs(challenges, 20, 0, "train", 3, fresh=False)} == rounds[0]
     assert GameSpec.parse("tw-simple", 3).name == "tw-simple_s3"
     with pytest.raises(OELError, match="unknown challenge"):
         GameSpec.parse("tw-zork", 1)

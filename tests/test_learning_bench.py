@@ -94,7 +94,7 @@ def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_
     spec.loader.exec_module(ood)
     out, docs = tmp_path / "levers.jsonl", tmp_path / "R.md"
     docs.write_text("# Results\n\nBy hand.\n")
-    common = ["--model", str(tiny_model_dir), "--rounds", "1", "--train-games", "2", "--heldout-games", "2",
+    common = ["--model", str(tiny_model_dir), "--rounds", "1", "--train-games", "2", "--validation-games", "2", "--test-games", "2",
               "--max-steps", "3", "--out", str(out), "--docs", str(docs), "--set", "distill_steps=1",
               "--set", "distill_batch_size=2", "--set", "reflection_max_new_tokens=12"]
     first = ood.main(["--runs-dir", str(tmp_path / "a"), "--ood-games", "2", *common])

@@ -14,7 +14,7 @@ VALID = {"Cellar": ["go west", "look"], "Shower": ["go east", "go north", "look"
          "Chamber": ["examine coin", "go south", "look", "take coin"]}
 
 
-def episode(moves: list[tuple[str, str]], won: bool = True) -> dict:
+def episode(moves: list[tuple[str, str]], won: bool = True, outcome: str | None = None) -> dict:
     """An episode in the logged format: moves are (command, feedback); a feedback naming a room moves there."""
     turns, room, observation, score = [], "Cellar", START, 0
     for command, feedback in moves:
@@ -25,7 +25,9 @@ def episode(moves: list[tuple[str, str]], won: bool = True) -> dict:
                       "feedback": feedback, "score": score, "reward": reward})
         room = next((name for name, text in ROOMS.items() if feedback == text), room)
         observation = feedback
-    return {"id": "e1", "env": "tw-coin_collector", "won": won, "outcome": "won" if won else "lost", "turns": turns}
+    return {"id": "e1", "env": "tw-coin_collector", "won": won, "outcome": outcome or ("won" if won else "lost"),
+            "objective": "Welcome to TextWorld! First, go west. Then recover the coin from the floor of the chamber.",
+            "turns": turns}
 
 
 WANDERING = [("go west", ROOMS["Shower"]), ("go east", ROOMS["Cellar"]), ("go west", ROOMS["Shower"]),
@@ -41,7 +43,8 @@ def test_procedure_is_the_loop_free_path_with_cues_and_effects():
     assert procedure.commands == ["go west", "go north", "take coin"]
     assert procedure.signature == "go west | go north | take coin"
     text = procedure.text
-    assert text.startswith("Won tw-coin_collector in 3 steps")
+    assert text.startswith("Won tw-coin_collector in 3 steps (goal: Then recover the coin from the floor of the "
+                           "chamber.)")
     assert "[There is an exit to the west.] go west -> Shower" in text
     assert "[There is a coin on the floor.] take coin -> You pick up the coin from the ground." in text
     assert "The End" not in text and "examine" not in text
@@ -59,12 +62,17 @@ def test_same_path_from_another_episode_has_the_same_signature():
         extract_procedure(episode(WANDERING), "tw-coin_collector").signature
 
 
-def test_a_lost_episode_keeps_its_gains_and_one_without_gains_has_no_procedure():
-    gained = episode(WANDERING + [("look", ROOMS["Chamber"])], won=False)
+def test_step_limit_keeps_its_gains_lost_episodes_keep_the_losing_command():
+    gained = episode(WANDERING + [("look", ROOMS["Chamber"])], won=False, outcome="step_limit")
     procedure = extract_procedure(gained, "tw-coin_collector")
     assert procedure.commands == ["go west", "go north", "take coin"]  # cut at the last gain
-    assert procedure.text.startswith("Scored 1, then lost")
-    assert extract_procedure(episode(WANDERING[:4], won=False), "tw-coin_collector") is None
+    assert procedure.text.startswith("Scored 1")
+    assert extract_procedure(episode(WANDERING[:4], won=False, outcome="step_limit"), "tw-coin_collector") is None
+    fatal = WANDERING[:4] + [("eat coin", "You eat the coin.\n*** You lost! ***\nYou scored 0 out of 1")]
+    procedure = extract_procedure(episode(fatal, won=False), "tw-coin_collector")
+    assert procedure.commands == ["go west", "go north", "eat coin"]
+    assert procedure.text.startswith("Lost tw-coin_collector in 3 steps")
+    assert procedure.text.endswith("eat coin -> You eat the coin. You lost!")
 
 
 def test_procedure_text_is_sanitised_and_capped():

@@ -1,7 +1,7 @@
 """Memory benchmark: bulk insert rate, single-insert rate (with the near-duplicate check), and query
 latency at N items. Query time includes embedding the query with MiniLM, as in real retrieval.
 
-    .venv/bin/python bench/memory.py --items 100000 [--json]
+    .venv/bin/python bench/memory_store.py --items 100000 [--json]
 
 Items are synthetic lessons built from a seeded vocabulary, spread over 4 game families; queries ask
 for one family's active items, exactly as the consolidation teacher does.
@@ -12,8 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and this file's name would shadow the `memory`
-# package; put the repository root there instead.
+# Run as a script, this folder comes first on sys.path; the repository root is needed instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
