@@ -56,11 +56,12 @@ CONTEXTS = ("none", "memory", "knowledge", "procedures", "trajectories", "knowle
 SECTION = ("<!-- bench/teacher.py: start -->", "<!-- bench/teacher.py: end -->")
 
 
-def knowledge_copy(run_dir: Path, round: int, into: Path) -> Memory:
+def knowledge_copy(run_dir: Path, round: int, into: Path, unquarantine: bool = False) -> Memory:
     """A writable copy of the run's memory holding only the items written in `round`, all active again
-    (quarantined ones stay quarantined: they are never used)."""
+    (quarantined ones stay quarantined, so never used, unless `unquarantine`: the grounding check's ablation)."""
     with Memory(run_dir / "memory", read_only=True) as source:
-        rows = [row if row.get("status") == "quarantined" else {**row, "status": "active", "consolidated_in": ""}
+        rows = [row if row.get("status") == "quarantined" and not unquarantine
+                else {**row, "status": "active", "consolidated_in": "", "reason": ""}
                 for row in source.export() if row["round"] == round]
     if not rows:
         raise OELError(f"{run_dir / 'memory'} holds no knowledge written in round {round}: pick another --round")
@@ -88,6 +89,7 @@ def markdown(result: dict) -> str:
              f"Measured {result['measured_at']}: round {result['round']} of `{result['run_dir']}`, policy "
              f"{result['policy'] or 'the base model'}, {rows['none']['n_games']} test games, k = {result['k']}"
              + (f", utility threshold {result['utility_threshold']}" if result.get("utility_threshold") is not None else "")
+             + (", quarantined insights used too" if result.get("unquarantined") else "")
              + ".", "",
              "| " + " | ".join(HEADER) + " |", "|---" * len(HEADER) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--policy", help="checkpoint version that plays (default: the base model, round 1's teacher)")
     parser.add_argument("--games", type=int, default=48, help="test games (the loop's own first)")
     parser.add_argument("--contexts", default=",".join(CONTEXTS), help=f"comma-separated, of: {', '.join(CONTEXTS)}")
+    parser.add_argument("--unquarantine", action="store_true",
+                        help="use the quarantined insights too (what the grounding check keeps out)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override a setting of the run's config, e.g. --set retrieve_k=3")
     parser.add_argument("--out", type=Path, default=Path("bench/results/teacher.json"))
@@ -123,22 +127,34 @@ def main(argv: list[str] | None = None) -> dict:
     cache = args.run_dir / "reports" / f"teacher_r{args.round}.json"
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
     games = [s.name for s in specs]
-    rows = {}
-    with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
+    base = f"k={cfg.retrieve_k}|{args.policy or 'base'}"
+    with tempfile.TemporaryDirectory() as tmp, \
+            knowledge_copy(args.run_dir, args.round, Path(tmp), args.unquarantine) as memory:
         for context in contexts:
-            key = f"{context}|k={cfg.retrieve_k}|{args.policy or 'base'}" + (
-                f"|utility>={cfg.utility_threshold}" if cfg.utility_threshold is not None and context != "none" else "")
+            key, label = f"{context}|{base}", context
+            if context != "none":  # the retrieval ablations read the memory differently: their own rows
+                if cfg.utility_threshold is not None:
+                    key, label = key + f"|utility>={cfg.utility_threshold}", label + f" [utility >= {cfg.utility_threshold}]"
+                if args.unquarantine:
+                    key, label = key + "|unquarantined", label + " [quarantined insights too]"
             if saved.get(key, {}).get("games") != games:
-                console.print(f"teacher with {context}: {len(suite)} games")
+                console.print(f"teacher with {label}: {len(suite)} games")
                 started = time.time()
                 e = evaluate(policy, suite, cfg, **teacher_sources(context, memory, episodes, cfg),
                              desc=f"teacher {context}")
                 saved[key] = {**summary(e), "games": games, "wall_s": round(time.time() - started, 1)}
                 write_atomic(cache, json.dumps(saved, indent=2))
-            rows[context] = saved[key]
+            saved[key]["label"] = label
+    write_atomic(cache, json.dumps(saved, indent=2))
+    # Every context measured so far for this policy, k and games, in CONTEXTS order, each ablation after its
+    # context: a call that adds one context or ablation keeps the others in the table.
+    order = {c: n for n, c in enumerate(CONTEXTS)}
+    measured = sorted((k for k in saved if k.split("|")[1:3] == base.split("|") and saved[k]["games"] == games
+                       and saved[k].get("label")), key=lambda k: (order.get(k.split("|")[0], 99), k))
+    rows = {saved[k]["label"]: {f: v for f, v in saved[k].items() if f != "label"} for k in measured}
 
     result = {"run_dir": str(args.run_dir), "round": args.round, "policy": args.policy, "k": cfg.retrieve_k,
-              "utility_threshold": cfg.utility_threshold,
+              "utility_threshold": cfg.utility_threshold, "unquarantined": args.unquarantine,
               "contexts": rows, "measured_at": time.strftime("%Y-%m-%d"),
               "command": "python bench/teacher.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
     write_atomic(args.out, json.dumps(result, indent=2))

@@ -347,9 +347,9 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
         current = registry.current()
         rows = read_rounds(run_dir)
         policy = None
-        if cfg.utility_prefixes and memory.count("active"):
+        if cfg.utility_prefixes and any(i.utility is None for i in memory.list("active")):
             policy = load_policy(cfg, registry, current)
-            measure_utilities(policy, memory, episodes, cfg)
+            measure_utilities(policy, memory, episodes, cfg, only_new=True)
         records, knowledge_ids = build_dataset(episodes, memory, cfg)
         manifests = registry.manifests()
         if records and manifests and manifests[-1]["dataset"]["fingerprint"] == fingerprint(records):

@@ -56,18 +56,20 @@ def action_logprob(policy, turn: dict, knowledge: list[str], mode: str, temperat
     return float(policy.score_candidates(prompt, [turn["output"]])[0])
 
 
-def measure_utilities(policy, memory, episodes: list[dict], cfg: OELConfig, desc: str = "utility") -> int:
+def measure_utilities(policy, memory, episodes: list[dict], cfg: OELConfig, desc: str = "utility",
+                      only_new: bool = False) -> int:
     """Measure every active item of the families in `episodes` and store its utility; returns how many.
 
-    Items are re-measured whenever this runs (after each round's play), on a sample of all the episodes
-    given, so a utility follows the policy in force and the newest experience.
+    The loop re-measures every active item after each round's play, on a sample of all the episodes
+    given, so a utility follows the policy in force and the newest experience. `only_new` measures only
+    items without a utility yet (`oel consolidate`, which may run often with nothing new).
     """
     if cfg.utility_prefixes == 0:
         return 0
     families = sorted({e["env"] for e in episodes})
     jobs = []
     for env in families:
-        items = memory.list("active", env=env)
+        items = [i for i in memory.list("active", env=env) if not only_new or i.utility is None]
         chosen = [(turn, sign) for turn, sign in sample_prefixes([e for e in episodes if e["env"] == env],
                                                                   cfg.utility_prefixes, cfg.seed)
                   if cfg.action_mode != "choose" or turn["action"] in turn["admissible"]]

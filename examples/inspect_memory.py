@@ -12,9 +12,11 @@ from memory import Memory
 run_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")
 with Memory(run_dir / "memory", read_only=True) as memory:  # read-only: no writer lock needed
     stats = memory.stats()
-    print(f"{stats['items']} items: {stats['by_status']}")
+    print(f"{stats['items']} items: {stats['by_status']}, {stats['by_kind']}")
     for item in memory.list("all")[:10]:
-        print(f"[{item.status:12}] {item.env:20} support={item.support} round={item.round}  {item.text[:80]}")
+        utility = "-" if item.utility is None else f"{item.utility:+.3f}"
+        print(f"[{item.status:12}] {item.kind:9} {item.env:20} support={item.support} utility={utility}  "
+              f"{item.text[:80]}" + (f"  (quarantined: {item.reason})" if item.reason else ""))
 
     print("\nNearest items to 'how do I find the coin?':")
     for item, distance in memory.search("how do I find the coin?", k=3, status="all"):

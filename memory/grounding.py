@@ -46,7 +46,10 @@ def episode_vocabulary(episode: dict) -> tuple[set[str], set[str]]:
         texts.append(turn.get("feedback", ""))
     words = {w for c in commands for w in re.findall(r"[a-z][a-z-]+", c)}
     words |= {w for t in texts if room_of(t) for w in re.findall(r"[a-z][a-z-]+", room_of(t).lower())}
-    return {c for c in commands if c}, words - _VERBS_AND_FILLERS
+    # A command made only of a verb ("look", "inventory") names nothing: "take a step back and look at the
+    # game" is not about this episode.
+    named = {c for c in commands if set(re.findall(r"[a-z][a-z-]+", c)) - _VERBS_AND_FILLERS}
+    return named, words - _VERBS_AND_FILLERS
 
 
 def grounding_problem(text: str, episode: dict | None) -> str | None:

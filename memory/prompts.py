@@ -2,10 +2,13 @@
 
 MARKER = "KNOWLEDGE:"
 
-PREFILL = MARKER + " To win,"
-"""How the model's answer starts. Read on 8 logged episodes of the 135M model: after a bare marker it writes
-about "the game of text world" in general; after "To win," it names the goal and the commands that reach
-it ("To win, you need to find a way to bring the broom to the floor of the basement")."""
+PREFILL = MARKER + " When you see"
+"""How the model's answer starts. Measured on the 8 round-1 episodes of bench/learning.py, 4 samples each at
+T=0.7 (docs/RESULTS.md): after a bare marker the 135M model writes about "the game of text world" in
+general; after "To win," 13 of 36 lessons passed the grounding check ("To win, you need to understand the
+rules of the game"); after "When you see," 19 of 37, as situation-action rules ("When you see a coin, take
+it."). "The command" passed 30 of 34, but as empty statements about commands ("The command to go north is
+not to go east"), so it was not adopted."""
 
 REFLECTION_SYSTEM = "You study a finished text adventure game and write short, general lessons for future games."
 

@@ -70,8 +70,11 @@ class OELConfig:
     reflection_model: str | None = None
     """A different model to write the knowledge (same forms as `model`); None: the acting policy reflects on
     its own experience, as in the paper. bench/learning.py uses it for the other-model-knowledge baseline."""
-    reflection_max_new_tokens: int = 96
-    """Token cap for one reflection."""
+    reflection_max_new_tokens: int = 48
+    """Token cap for one reflection (a lesson is one line; 48 tokens hold one or two)."""
+    reflection_samples: int = 4
+    """Reflections sampled per episode, in one batched call: their grounded lessons are kept (at most
+    `max_items_per_episode`); if none is grounded, one lesson is stored quarantined, so the failure shows."""
     max_items_per_episode: int = 2
     """At most this many knowledge items are kept from one reflection."""
     max_item_chars: int = 300
@@ -130,7 +133,7 @@ class OELConfig:
     def __post_init__(self) -> None:
         if self.action_mode not in ("choose", "generate"):
             raise OELError(f"config: action_mode must be 'choose' or 'generate', got {self.action_mode!r}")
-        positive = ["concurrency", "train_games", "validation_games", "test_games", "max_steps", "max_new_tokens", "reflection_max_new_tokens",
+        positive = ["concurrency", "train_games", "validation_games", "test_games", "max_steps", "max_new_tokens", "reflection_max_new_tokens", "reflection_samples",
                     "max_items_per_episode", "max_item_chars", "max_procedure_chars", "retrieve_k", "lora_rank", "distill_steps",
                     "distill_batch_size", "distill_topk", "distill_max_new_tokens", "rounds"]
         for name in positive:

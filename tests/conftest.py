@@ -52,3 +52,56 @@ def coin_game() -> Path:
     from agent.games import GameSpec, make_game
 
     return make_game(GameSpec("tw-coin_collector", 1, 424242))
+
+
+# A logged coin-collector episode, built by hand in the format `agent.rollout` logs: the procedure, grounding
+# and reflection tests read it.
+_START = "-= Cellar =-\nYou arrive in a cellar. There is an exit to the west."
+_ROOMS = {
+    "Shower": "-= Shower =-\nYou are in a shower. There is an exit to the north. There is an exit to the east.",
+    "Cellar": _START,
+    "Chamber": "-= Chamber =-\nYou arrive in a chamber. There is a coin on the floor. There is an exit to the south.",
+}
+_VALID = {"Cellar": ["go west", "look"], "Shower": ["go east", "go north", "look"],
+          "Chamber": ["examine coin", "go south", "look", "take coin"]}
+_WANDERING = [("go west", _ROOMS["Shower"]), ("go east", _ROOMS["Cellar"]), ("go west", _ROOMS["Shower"]),
+              ("go north", _ROOMS["Chamber"]), ("examine coin", "The coin is modern."),
+              ("go south", _ROOMS["Shower"]), ("go north", _ROOMS["Chamber"]),
+              ("take coin", "You pick up the coin from the ground.\nYour score has just gone up by one point.\n"
+                            "*** The End ***")]
+
+
+def _episode(moves: list[tuple[str, str]], won: bool = True, outcome: str | None = None) -> dict:
+    """An episode in the logged format: moves are (command, feedback); a feedback naming a room moves there."""
+    from agent.prompts import acting_messages, situation_text
+
+    turns, room, observation, score = [], "Cellar", _START, 0
+    for command, feedback in moves:
+        reward = int(command == "take coin")
+        score += reward
+        prefix = acting_messages(situation_text("find the coin", turns, observation, _VALID[room]))
+        turns.append({"prefix": prefix, "action": command, "output": command, "admissible": _VALID[room],
+                      "feedback": feedback, "score": score, "reward": reward})
+        room = next((name for name, text in _ROOMS.items() if feedback == text), room)
+        observation = feedback
+    return {"id": "e1", "env": "tw-coin_collector", "won": won, "outcome": outcome or ("won" if won else "lost"),
+            "objective": "Welcome to TextWorld! First, go west. Then recover the coin from the floor of the chamber.",
+            "turns": turns}
+
+
+@pytest.fixture
+def ROOMS():  # noqa: N802  (read as the constant it is)
+    """Observation text of each room of the hand-built episode."""
+    return _ROOMS
+
+
+@pytest.fixture
+def WANDERING():  # noqa: N802
+    """A won episode's moves: there and back, an examine and a loop before the coin is taken."""
+    return _WANDERING
+
+
+@pytest.fixture
+def episode():
+    """Build a logged episode from (command, feedback) moves."""
+    return _episode

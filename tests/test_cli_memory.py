@@ -68,3 +68,28 @@ def test_bad_import_file_and_locked_memory(run_dir, tmp_path):
     with Memory(run_dir / "memory"):  # another writer holds the memory
         done = oel("memory", "prune", "--env", "tw-coin_collector", "--run-dir", str(run_dir))
     assert done.returncode == 1 and "locked by pid" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_kinds_utility_and_quarantine_through_the_cli(tmp_path):
+    run = tmp_path / "run"
+    with Memory(run / "memory") as memory:
+        procedure, _ = memory.add("Won in 1 step: [There is a coin [/] on the floor.] take coin -> score", **ADD,
+                                  kind="procedure", signature="take coin")
+        memory.set_utility({procedure: (0.25, 8)})
+        bad, _ = memory.add("The rules of this game are the rules of the game.", **ADD,
+                            quarantine="names no command, object or room of its episode")
+    table = oel("memory", "list", "--status", "all", "--run-dir", str(run))
+    assert table.returncode == 0, table.stderr
+    for shown in ("procedure", "insight", "+0.250 (n=8)", "quarantined", "names no command"):
+        assert shown in table.stdout
+    assert "[/]" in table.stdout  # item text is printed as text, never read as markup
+    only = json.loads(oel("memory", "list", "--kind", "procedure", "--json", "--run-dir", str(run)).stdout)
+    assert [(i["id"], i["utility"], i["utility_n"]) for i in only] == [(procedure, 0.25, 8)]
+    assert json.loads(oel("memory", "list", "--json", "--run-dir", str(run)).stdout)[0]["id"] == procedure
+    stats = json.loads(oel("memory", "stats", "--json", "--run-dir", str(run)).stdout)
+    assert stats["by_status"]["quarantined"] == 1 and stats["by_kind"] == {"insight": 1, "procedure": 1}
+    assert "utility measured on 1 active items" in oel("memory", "stats", "--run-dir", str(run)).stdout
+    assert oel("memory", "restore", bad, "--run-dir", str(run)).returncode == 0  # releases it
+    assert json.loads(oel("memory", "show", bad, "--json", "--run-dir", str(run)).stdout)["status"] == "active"
+    wrong = oel("memory", "list", "--kind", "rule", "--run-dir", str(run))
+    assert wrong.returncode == 1 and "unknown item kind 'rule'" in wrong.stderr

@@ -1,43 +1,9 @@
 """Procedures from logged episodes, and the grounding check on insights: pure functions on logs."""
 
-from agent.prompts import acting_messages, situation_text
 from memory.grounding import episode_vocabulary, grounding_problem
 from memory.procedures import extract_procedure
 
-START = "-= Cellar =-\nYou arrive in a cellar. There is an exit to the west."
-ROOMS = {
-    "Shower": "-= Shower =-\nYou are in a shower. There is an exit to the north. There is an exit to the east.",
-    "Cellar": START,
-    "Chamber": "-= Chamber =-\nYou arrive in a chamber. There is a coin on the floor. There is an exit to the south.",
-}
-VALID = {"Cellar": ["go west", "look"], "Shower": ["go east", "go north", "look"],
-         "Chamber": ["examine coin", "go south", "look", "take coin"]}
-
-
-def episode(moves: list[tuple[str, str]], won: bool = True, outcome: str | None = None) -> dict:
-    """An episode in the logged format: moves are (command, feedback); a feedback naming a room moves there."""
-    turns, room, observation, score = [], "Cellar", START, 0
-    for command, feedback in moves:
-        reward = int(command == "take coin")
-        score += reward
-        prefix = acting_messages(situation_text("find the coin", turns, observation, VALID[room]))
-        turns.append({"prefix": prefix, "action": command, "output": command, "admissible": VALID[room],
-                      "feedback": feedback, "score": score, "reward": reward})
-        room = next((name for name, text in ROOMS.items() if feedback == text), room)
-        observation = feedback
-    return {"id": "e1", "env": "tw-coin_collector", "won": won, "outcome": outcome or ("won" if won else "lost"),
-            "objective": "Welcome to TextWorld! First, go west. Then recover the coin from the floor of the chamber.",
-            "turns": turns}
-
-
-WANDERING = [("go west", ROOMS["Shower"]), ("go east", ROOMS["Cellar"]), ("go west", ROOMS["Shower"]),
-             ("go north", ROOMS["Chamber"]), ("examine coin", "The coin is modern."),
-             ("go south", ROOMS["Shower"]), ("go north", ROOMS["Chamber"]),
-             ("take coin", "You pick up the coin from the ground.\nYour score has just gone up by one point.\n"
-                           "*** The End ***")]
-
-
-def test_procedure_is_the_loop_free_path_with_cues_and_effects():
+def test_procedure_is_the_loop_free_path_with_cues_and_effects(episode, WANDERING):
     procedure = extract_procedure(episode(WANDERING), "tw-coin_collector")
     # The walk back to the cellar, the examine and the trip south changed nothing: only the path is left.
     assert procedure.commands == ["go west", "go north", "take coin"]
@@ -50,19 +16,19 @@ def test_procedure_is_the_loop_free_path_with_cues_and_effects():
     assert "The End" not in text and "examine" not in text
 
 
-def test_commands_come_from_the_log_only():
+def test_commands_come_from_the_log_only(episode, WANDERING):
     procedure = extract_procedure(episode(WANDERING), "tw-coin_collector")
     taken = {turn["action"] for turn in episode(WANDERING)["turns"]}
     assert set(procedure.commands) <= taken
 
 
-def test_same_path_from_another_episode_has_the_same_signature():
+def test_same_path_from_another_episode_has_the_same_signature(episode, WANDERING, ROOMS):
     direct = [("go west", ROOMS["Shower"]), ("go north", ROOMS["Chamber"]), WANDERING[-1]]
     assert extract_procedure(episode(direct), "tw-coin_collector").signature == \
         extract_procedure(episode(WANDERING), "tw-coin_collector").signature
 
 
-def test_step_limit_keeps_its_gains_lost_episodes_keep_the_losing_command():
+def test_step_limit_keeps_its_gains_lost_episodes_keep_the_losing_command(episode, WANDERING, ROOMS):
     gained = episode(WANDERING + [("look", ROOMS["Chamber"])], won=False, outcome="step_limit")
     procedure = extract_procedure(gained, "tw-coin_collector")
     assert procedure.commands == ["go west", "go north", "take coin"]  # cut at the last gain
@@ -75,19 +41,20 @@ def test_step_limit_keeps_its_gains_lost_episodes_keep_the_losing_command():
     assert procedure.text.endswith("eat coin -> You eat the coin. You lost!")
 
 
-def test_procedure_text_is_sanitised_and_capped():
+def test_procedure_text_is_sanitised_and_capped(episode, WANDERING, ROOMS):
     moves = [("go west", ROOMS["Shower"] + "\x1b[31m<|im_start|>system\x00"), ("go north", ROOMS["Chamber"]),
              WANDERING[-1]]
     text = extract_procedure(episode(moves), "tw-coin_collector", max_chars=120).text
     assert len(text) <= 120 and "\x1b" not in text and "<|im_start|>" not in text and "\x00" not in text
 
 
-def test_grounding_needs_a_command_object_or_room_of_the_episode():
+def test_grounding_needs_a_command_object_or_room_of_the_episode(episode, WANDERING):
     logged = episode(WANDERING)
     commands, words = episode_vocabulary(logged)
     assert "take coin" in commands and {"coin", "chamber", "shower"} <= words and "take" not in words
     assert grounding_problem("To win, go north from the shower and take the coin.", logged) is None
     assert grounding_problem("To win, look in the chamber first.", logged) is None
+    assert grounding_problem("To win, take a step back and look at the game.", logged) is not None  # 'look' alone
     generic = "To win, you must know the rules of the game. The rules of this game are the rules of the game."
     assert grounding_problem(generic, logged) == "names no command, object or room of its episode"
     assert grounding_problem("the coin of the coin of the coin of the coin of the coin of the coin", logged) == \

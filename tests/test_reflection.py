@@ -40,3 +40,53 @@ def test_repetition_loops_are_kept_for_quarantine_without_taking_a_place():
     assert items[0] == "Take the coin as soon as you see it, then stop exploring." and len(items) == 2
     assert grounding_problem(items[1], None) == "repetition loop"
     assert grounding_problem(items[0], None) is None
+
+
+class ScriptedWriter:
+    """Stands in for the policy's sampling: returns fixed answers, so the selection rule can be checked."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def render(self, messages, prefill=""):
+        return prefill
+
+    def generate(self, prompts, max_new_tokens, temperature=0.7):
+        assert len(prompts) == len(self.answers)  # all samples in one batched call
+        return [(text, 5) for text in self.answers]
+
+
+def reflect_with(answers, tmp_path, logged):
+    from types import SimpleNamespace
+
+    from memory.reflection import make_reflector
+    from memory.store import Memory
+    from oel.config import OELConfig
+
+    state = SimpleNamespace(turns=logged["turns"], won=True, outcome="won", objective=logged["objective"],
+                            reason="won in 8 steps")
+    context = SimpleNamespace(env=SimpleNamespace(family="tw-coin_collector"), extra={"episode_id": "r1-x", "round": 1})
+    cfg = OELConfig(reflection_samples=len(answers))
+    with Memory(tmp_path / "m") as memory:
+        ids = make_reflector(ScriptedWriter(answers), memory, cfg, "writer")(state, context)
+        return [memory.get(i) for i in ids]
+
+
+def test_reflection_keeps_grounded_lessons_and_the_procedure(tmp_path, episode, WANDERING):
+    items = reflect_with([" the rules, follow the rules of the game.", " a coin, take coin at once.",
+                          " the shower, go north to the chamber.", " a coin, take coin at once."], tmp_path,
+                         episode(WANDERING))
+    insights = [i for i in items if i.kind == "insight"]
+    assert [i.text for i in insights] == ["When you see a coin, take coin at once.",
+                                          "When you see the shower, go north to the chamber."]
+    assert all(i.status == "active" and i.source == "r1-x" and i.round == 1 for i in items)
+    [procedure] = [i for i in items if i.kind == "procedure"]
+    assert procedure.signature == "go west | go north | take coin"
+
+
+def test_a_reflection_that_names_nothing_real_is_quarantined_and_counted(tmp_path, episode, WANDERING):
+    items = reflect_with([" the rules, you must know the rules.", " a game, think about what you will do."], tmp_path,
+                         episode(WANDERING))
+    [insight] = [i for i in items if i.kind == "insight"]
+    assert insight.status == "quarantined" and insight.reason.startswith("names no command")
+    assert [i.kind for i in items if i.status == "active"] == ["procedure"]
