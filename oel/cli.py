@@ -246,8 +246,9 @@ def memory_stats(run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, 
     utility = stats["utility"]
     measured = (f"utility measured on {utility['measured']} active items, mean {utility['mean']:+.3f}"
                 if utility["measured"] else "no utility measured yet")
-    table = Table(title=f"memory at {stats['where']}: {stats['items']} items ({kinds}), total support "
-                        f"{stats['support']}; {measured}")
+    console.print(Text(f"memory at {stats['where']}: {stats['items']} items ({kinds}), total support "
+                       f"{stats['support']}\n{measured}"))
+    table = Table()
     table.add_column("env")
     for status in stats["by_status"]:
         table.add_column(status, justify="right")

@@ -80,8 +80,10 @@ def test_kinds_utility_and_quarantine_through_the_cli(tmp_path):
                             quarantine="names no command, object or room of its episode")
     table = oel("memory", "list", "--status", "all", "--run-dir", str(run))
     assert table.returncode == 0, table.stderr
-    for shown in ("procedure", "insight", "+0.250 (n=8)", "quarantined", "names no command"):
+    for shown in ("procedure", "insight", "+0.250", "quarantined"):  # short: the table wraps long cells
         assert shown in table.stdout
+    everything = json.loads(oel("memory", "list", "--status", "all", "--json", "--run-dir", str(run)).stdout)
+    assert [i["reason"] for i in everything if i["id"] == bad] == ["names no command, object or room of its episode"]
     assert "[/]" in table.stdout  # item text is printed as text, never read as markup
     only = json.loads(oel("memory", "list", "--kind", "procedure", "--json", "--run-dir", str(run)).stdout)
     assert [(i["id"], i["utility"], i["utility_n"]) for i in only] == [(procedure, 0.25, 8)]
