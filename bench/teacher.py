@@ -47,6 +47,7 @@ from consolidation.checkpoints import Registry
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, teacher_sources
 from consolidation.loop import load_policy
+from consolidation.utility import measure_utilities
 from memory.store import Memory
 from oel.config import OELConfig
 from oel.errors import OELError
@@ -130,11 +131,15 @@ def main(argv: list[str] | None = None) -> dict:
     base = f"k={cfg.retrieve_k}|{args.policy or 'base'}"
     with tempfile.TemporaryDirectory() as tmp, \
             knowledge_copy(args.run_dir, args.round, Path(tmp), args.unquarantine) as memory:
+        if cfg.utility_threshold is not None:  # measured afresh, as the loop would with this code and policy
+            measure_utilities(policy, memory, episodes, cfg)
         for context in contexts:
             key, label = f"{context}|{base}", context
             if context != "none":  # the retrieval ablations read the memory differently: their own rows
                 if cfg.utility_threshold is not None:
                     key, label = key + f"|utility>={cfg.utility_threshold}", label + f" [utility >= {cfg.utility_threshold}]"
+                if not cfg.procedures_first and context == "memory":
+                    key, label = key + "|nearest-first", label + " [nearest first]"
                 if args.unquarantine:
                     key, label = key + "|unquarantined", label + " [quarantined insights too]"
             if saved.get(key, {}).get("games") != games:

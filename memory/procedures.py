@@ -106,20 +106,22 @@ def _effect(feedback: str) -> str:
     return sanitize(text, EFFECT_CHARS)
 
 
-def extract_procedure(episode: dict, env: str, max_chars: int = 700) -> Procedure | None:
-    """The procedure of a logged episode (`agent.rollout` record), or None if nothing in it gained."""
+def procedure_end(episode: dict) -> int | None:
+    """The last turn a procedure covers: the winning or losing command, else the last gain (None: no gain)."""
     turns = episode.get("turns") or []
     gains = [n for n, t in enumerate(turns) if t.get("reward", 0) > 0]
-    lost = episode.get("outcome") == "lost"
-    if (episode.get("won") or lost) and turns:
-        last = len(turns) - 1
-    elif gains:
-        last = gains[-1]
-    else:
-        return None
+    if (episode.get("won") or episode.get("outcome") == "lost") and turns:
+        return len(turns) - 1
+    return gains[-1] if gains else None
+
+
+def loop_free_path(episode: dict, last: int) -> list[tuple[str, int, str]]:
+    """The turns 0..`last` that were not undone, as (the room it was taken in, or '' in a game without rooms;
+    the turn's index; the observation that first showed its state). A turn is undone when the state it
+    started from comes back later: the agent got nowhere in between (module docstring, step 2)."""
+    turns = episode.get("turns") or []
     start = first_observation(episode)
     rooms = any(room_of(t["feedback"]) for t in turns) or room_of(start) is not None
-    # state before turn n: (place, commands valid then, score so far); after the last kept turn: the end.
     place = _place(start, "", rooms)
     path: list[tuple[tuple, int]] = []  # (state before the turn, turn index)
     seen: dict[tuple, int] = {}  # state -> its position in `path` (the turns that were kept before it)
@@ -136,15 +138,25 @@ def extract_procedure(episode: dict, env: str, max_chars: int = 700) -> Procedur
         path.append((state, n))
         observation = turn["feedback"]
         place = _place(observation, place, rooms)
+    return [(state[0] if rooms else "", n, entered[state]) for state, n in path]
+
+
+def extract_procedure(episode: dict, env: str, max_chars: int = 700) -> Procedure | None:
+    """The procedure of a logged episode (`agent.rollout` record), or None if nothing in it counts."""
+    last = procedure_end(episode)
+    if last is None:
+        return None
+    turns, lost = episode["turns"], episode.get("outcome") == "lost"
+    path = loop_free_path(episode, last)
     steps = []
-    for state, n in path:
+    for room, n, observation in path:
         turn = turns[n]
-        cue = _cue(entered[state], turn["action"], state[0] if rooms else "")
+        cue = _cue(observation, turn["action"], room)
         gain = f" (score +{turn['reward']})" if turn.get("reward", 0) > 0 else ""
         end = " You lost!" if lost and n == last else ""
         steps.append(f"{f'[{cue}] ' if cue else ''}{turn['action']} -> {_effect(turn['feedback'])}{gain}{end}")
-    kept = [n for _, n in path]
-    score = sum(turns[n].get('reward', 0) for n in kept)
+    kept = [n for _, n, _ in path]
+    score = sum(turns[n].get("reward", 0) for n in kept)
     outcome = "Won" if episode.get("won") else ("Lost" if lost and not score else f"Scored {score}, then lost")
     goal = _goal(episode.get("objective", ""), {c for t in turns for c in t.get("admissible") or []})
     head = f"{outcome} {env} in {len(kept)} step{'s' * (len(kept) != 1)}" + (f" (goal: {goal})" if goal else "") + ": "

@@ -372,21 +372,25 @@ class Memory:
         return sorted(found.values(), key=lambda pair: pair[1])[:k]
 
     def retrieve(self, situation: str, env: str, k: int, max_tokens: int = 512,
-                 kinds: tuple[str, ...] | None = None, min_utility: float | None = None) -> list[Item]:
+                 kinds: tuple[str, ...] | None = None, min_utility: float | None = None,
+                 kinds_first: bool = False) -> list[Item]:
         """Top-k active items of an env for a situation, nearest first, within a token budget.
 
         The one function behind acting with memory, the teacher's evaluation and the consolidation
         dataset, so all three see the same knowledge (`retrieval_args` says what each teacher context
-        asks of it). `kinds` keeps only those kinds; `min_utility` skips measured items below it (items not
-        measured yet are kept). An item that does not fit the budget is skipped, and nearer items after
-        it still count. Tokens are estimated as characters / 4 (MiniLM and SmolLM2 both average ~4
+        asks of it). `kinds` keeps only those kinds; with `kinds_first`, the items of its first kind come
+        before those of the next (each kind nearest first), else all are nearest first. `min_utility` skips
+        measured items below it (items not measured yet are kept). An item that does not fit the budget is
+        skipped, and nearer items after it still count. Tokens are estimated as characters / 4 (MiniLM and SmolLM2 both average ~4
         characters per English token), which keeps this independent of the policy's tokenizer.
         """
         filtered = kinds is not None or min_utility is not None
+        found = [item for item, _ in self.search(situation, 4 * k if filtered else k, "active", env)
+                 if kinds is None or item.kind in kinds]
+        if kinds is not None and kinds_first:
+            found.sort(key=lambda item: kinds.index(item.kind))  # stable: nearest first within a kind
         chosen, used = [], 0
-        for item, _ in self.search(situation, 4 * k if filtered else k, "active", env):
-            if kinds is not None and item.kind not in kinds:
-                continue
+        for item in found:
             if min_utility is not None and item.utility is not None and item.utility < min_utility:
                 continue
             cost = len(item.text) // 4 + 1
@@ -465,7 +469,7 @@ def _item(item_id: str, text: str, meta: dict) -> Item:
                 reason=meta.get("reason", ""))
 
 
-CONTEXT_KINDS: dict[str, tuple[str, ...]] = {"memory": KINDS, "knowledge": ("insight",),
+CONTEXT_KINDS: dict[str, tuple[str, ...]] = {"memory": ("procedure", "insight"), "knowledge": ("insight",),
                                              "knowledge+trajectories": ("insight",), "trajectories": (),
                                              "procedures": ("procedure",)}
 """The kinds of item each `teacher_context` retrieves (the play logs of the trajectory contexts are not items).
@@ -479,7 +483,8 @@ def retrieval_args(cfg, context: str | None = None) -> dict | None:
     kinds = CONTEXT_KINDS.get(context or cfg.teacher_context, ())
     if not kinds:
         return None
-    return {"k": cfg.retrieve_k, "kinds": kinds, "min_utility": cfg.utility_threshold}
+    return {"k": cfg.retrieve_k, "kinds": kinds, "min_utility": cfg.utility_threshold,
+            "kinds_first": cfg.procedures_first}
 
 
 def open_memory(cfg, run_dir: str | Path, read_only: bool = False) -> Memory:

@@ -88,8 +88,13 @@ class OELConfig:
     retrieve_k: int = 6
     """Knowledge items given to the teacher per prefix."""
     utility_prefixes: int = 8
-    """Logged prefixes of its family on which each active item's utility is measured (half from won episodes
-    where there are enough). 0 skips the measurement."""
+    """Logged prefixes of its family on which each active item's utility is measured (half where the action
+    worked, half where it did not; never from the item's own episode: `consolidation.utility`). 0 skips it."""
+    procedures_first: bool = True
+    """The memory teacher's prompt holds the retrieved procedures first, then insights, within `retrieve_k`
+    items and the token budget (each kind nearest first). False: all items nearest first. Measured on 48
+    test games with the learning bench's round-1 memory (docs/RESULTS.md): procedures alone taught as much
+    as raw play logs, and the 135M model's insights, nearest first among them, diluted them."""
     utility_threshold: float | None = None
     """Retrieval skips items whose measured utility is below this; None uses every item."""
 
