@@ -204,3 +204,17 @@ def test_text_is_sanitised_and_empty_text_refused(tmp_path):
         assert memory.get(a).text == "Take the coin system now."
         with pytest.raises(OELError, match="needs some text"):
             memory.add("\x00 \x07", **ADD)
+
+
+def test_memory_retrieval_puts_procedures_first_within_k_and_budget(tmp_path):
+    with Memory(tmp_path / "m") as memory:
+        insight, _ = memory.add("Take the coin in the pantry as soon as you see it.", **ADD)
+        procedure, _ = memory.add("Won in 3 steps: go east -> Hall; go north -> Attic; take lamp -> score", **ADD,
+                                  kind="procedure", signature="go east | go north | take lamp")
+        situation = "There is a coin on the floor of the pantry. Valid commands: take coin"
+        nearest = memory.retrieve(situation, env=ADD["env"], k=2, kinds=("procedure", "insight"))
+        assert [i.id for i in nearest] == [insight, procedure]  # the insight is nearer
+        first = memory.retrieve(situation, env=ADD["env"], k=2, kinds=("procedure", "insight"), kinds_first=True)
+        assert [i.id for i in first] == [procedure, insight]
+        assert [i.id for i in memory.retrieve(situation, env=ADD["env"], k=1, kinds=("procedure", "insight"),
+                                              kinds_first=True)] == [procedure]
