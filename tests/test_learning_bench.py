@@ -72,7 +72,8 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
     recheck = saved["heldout_recheck"]
     assert recheck["round0"]["n_games"] == 3 and recheck["round0"]["wins"][:2] == saved["rounds"][0]["wins"]
     assert recheck["final"]["wins"][:2] == saved["rounds"][-1]["wins"]
-    assert {"gain_points_recheck", "steps_ratio_recheck"} <= set(saved["targets"])
+    assert {"gain_points_recheck", "steps_ratio_recheck", "final_success_recheck"} <= set(saved["targets"])
+    assert saved["teacher_context"] == "memory"
     # Each round's teacher was evaluated once and saved, so a resumed bench does not redo it.
     teacher = tmp_path / "runs" / "textworld" / "reports" / "in_context.jsonl"
     assert [json.loads(line)["round"] for line in teacher.read_text().splitlines()] == [1]
