@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import MISSING, asdict, dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -194,6 +194,7 @@ class Memory:
         text = sanitize(text, MAX_TEXT_CHARS)
         if not text:
             raise OELError("a memory item needs some text")
+        check_env(env)
         [vector] = embed([text])
         collection = self._active(env)
         if quarantine is None and collection.count():
@@ -263,13 +264,11 @@ class Memory:
         Items whose id is already present are skipped. Returns (added, skipped).
         """
         self._check_writable()
-        fields = {f for f, spec in Item.__dataclass_fields__.items() if spec.default is MISSING}
-        items = []
-        for n, row in enumerate(rows, 1):
-            missing = fields - set(row)
-            if missing:
-                raise OELError(f"import row {n} lacks {', '.join(sorted(missing))}")
-            items.append(_item(row["id"], row["text"], row))
+        items = [validated_item(row, f"import row {n}") for n, row in enumerate(rows, 1)]  # all, before any write
+        ids = [i.id for i in items]
+        if len(set(ids)) < len(ids):
+            twice = next(i for i in ids if ids.count(i) > 1)
+            raise OELError(f"import: id {twice!r} is on {ids.count(twice)} rows; ids must be unique")
         present = {row[1] for row in self._find([i.id for i in items])} if items else set()
         new = [i for i in items if i.id not in present]
         vectors = embed([i.text for i in new]) if new else []
@@ -446,6 +445,56 @@ def _where(base: dict | None = None, status: str | None = None, env: str | None 
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+_ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_env(env: object) -> str:
+    """A game family name: letters, digits and . _ : - (it names a collection; never a path)."""
+    if not isinstance(env, str) or not _ENV.match(env):
+        raise OELError(f"env {env!r} is not a game family name (letters, digits and . _ : -, e.g. tw-coin_collector)")
+    return env
+
+
+@lru_cache(maxsize=1)
+def _item_row():
+    """A strict pydantic model of `Item`'s fields (declared once, on the dataclass), for untrusted rows."""
+    import typing
+    from dataclasses import MISSING, fields
+
+    from pydantic import ConfigDict, create_model
+
+    hints = typing.get_type_hints(Item)
+    return create_model("ItemRow", __config__=ConfigDict(strict=True, extra="ignore"),
+                        **{f.name: (hints[f.name], ... if f.default is MISSING else f.default) for f in fields(Item)})
+
+
+def validated_item(row: object, where: str) -> Item:
+    """An item from untrusted data (an import line): the types and values `Item` declares, strictly (no
+    "1" for 1), its text sanitised and capped, a known status and kind, a valid env and id. The first
+    problem is a one-line error naming the field."""
+    from pydantic import ValidationError
+
+    if not isinstance(row, dict):
+        raise OELError(f"{where}: not a JSON object")
+    try:
+        item = Item(**_item_row().model_validate(row).model_dump())
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "row"
+        raise OELError(f"{where}: {field}: {first['msg']}") from None
+    item.text = sanitize(item.text, MAX_TEXT_CHARS)
+    if not item.text:
+        raise OELError(f"{where}: text is empty")
+    if not _ID.match(item.id):
+        raise OELError(f"{where}: id {item.id!r} must be letters, digits and . _ - (at most 64)")
+    try:
+        check_env(item.env)
+    except OELError as err:
+        raise OELError(f"{where}: {err}") from None
+    return item
 
 
 def _check_kind(kind: str | None) -> None:
