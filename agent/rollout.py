@@ -80,13 +80,17 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     with open_append(log_path) if log_path is not None else nullcontext() as log, \
             ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         futures = {pool.submit(play_one, *job): job[0] for job in todo}
-        for future in as_completed(futures):
-            record = future.result()
-            if log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            records[futures[future]] = record
-            bar.update(1)
+        try:
+            for future in as_completed(futures):
+                record = future.result()
+                if log is not None:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                records[futures[future]] = record
+                bar.update(1)
+        except BaseException:  # Ctrl-C or a failed game: start no other game (those running still finish)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     bar.close()
     if acting is not policy:
         acting.close()

@@ -53,7 +53,7 @@ from memory.lock import DirectoryLock
 from memory.reflection import make_reflector
 from memory.store import Memory, open_memory
 from oel.config import OELConfig, load_run_config
-from oel.errors import OELError
+from oel.errors import Interrupted, OELError
 from oel.files import write_atomic
 from oel.jsonl import open_append, read_jsonl
 
@@ -138,15 +138,29 @@ def load_policy(cfg: OELConfig, registry: Registry, version: str | None) -> Poli
 
 
 def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None) -> list[dict]:
-    console = console or Console()
-    run_dir = Path(run_dir)
+    """Run (or resume) the loop to `cfg.rounds`; return the per-round rows. Ctrl-C raises `Interrupted`,
+    which says where it stopped: everything finished before it is kept, and the next run goes on from there."""
+    rows: list[dict] = []
+    try:
+        return _run_loop(cfg, Path(run_dir), rows, console or Console())
+    except KeyboardInterrupt:
+        if not rows:
+            raise Interrupted(f"`oel loop` stopped before round 0 was evaluated in {run_dir}; run the same "
+                              "command to start again") from None
+        log = Path(run_dir) / "trajectories" / f"round_{len(rows)}.jsonl"
+        raise Interrupted(f"`oel loop` stopped during round {len(rows)} of {run_dir} (rounds up to {len(rows) - 1} "
+                          f"are finished; {len(load_trajectories([log]))} of this round's games are logged and "
+                          "kept): run the same command to resume") from None
+
+
+def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console) -> list[dict]:
     check_model(cfg.model)
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
     prepare_run_dir(cfg, run_dir)
     suites = prepare_games(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
-    rows = read_rounds(run_dir)
+    rows += read_rounds(run_dir)
 
     with open_memory(cfg, run_dir) as memory:
         current = registry.current()

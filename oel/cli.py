@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oel.config import OELConfig
-from oel.errors import OELError
+from oel.errors import Interrupted, OELError
 from oel.files import write_atomic
 from oel.jsonl import read_jsonl
 
@@ -424,19 +424,56 @@ def games_list(as_json: bool = AsJson):
     console.print(table)
 
 
-def main() -> None:
-    """Entry point: one line per user error, no tracebacks."""
+def _run_app() -> None:
+    """The app, with progress bars cleared when it stops on an error."""
     try:
         app(standalone_mode=False)
+    except BaseException:
+        _close_progress_bars()
+        raise
+
+
+def _close_progress_bars() -> None:
+    """Clear any progress bar still drawn, so an error starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def main() -> None:
+    """Entry point: one line per user error, no tracebacks.
+
+    typer raises the exceptions of the click it bundles (`typer._click`), not those of the separate `click`
+    package; both are caught. A usage error's own `show()` prints the usage and a hint on several lines:
+    here it is one line, with where to look.
+    """
+    from typer._click import exceptions as typer_click
+
+    usage_errors = (click.ClickException, typer_click.ClickException)
+    aborted = (click.exceptions.Abort, typer.Abort)
+    try:
+        _run_app()
+    except Interrupted as err:
+        print(f"oel: interrupted: {err}", file=sys.stderr)
+        sys.exit(130)
     except OELError as err:
         print(f"oel: error: {err}", file=sys.stderr)
         sys.exit(1)
-    except click.exceptions.Abort:
-        print("oel: aborted", file=sys.stderr)
+    except (KeyboardInterrupt, *aborted):
+        print("oel: interrupted; nothing is lost: run the same command again to go on", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
+    except usage_errors as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # `oel` or `oel memory` alone: the help they asked for
+            err.show()
+            sys.exit(0)
+        command = err.ctx.command_path if getattr(err, "ctx", None) else "oel"
+        print(f"oel: error: {_one_line(err.format_message())} (see `{command} --help`)", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -3,3 +3,7 @@
 
 class OELError(Exception):
     """A problem with the user's input or environment. The message says what to fix."""
+
+
+class Interrupted(OELError):
+    """The user stopped a long command (Ctrl-C). The message says where, and how to go on."""

@@ -28,6 +28,20 @@ def test_errors_are_one_line(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("args,message", [
+    (["loop", "--rounds", "two"], "Invalid value for '--rounds'"),
+    (["loop", "--bogus"], "No such option: --bogus"),
+    (["memory", "show"], "Missing argument"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["memory", "search", "coins", "-k", "abc"], "Invalid value for '-k'"),
+])
+def test_usage_errors_are_one_line_too(tmp_path, args, message):
+    done = run(*args)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("oel: error: ") and message in line and "--help`" in line
+
+
 def test_broken_config_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("rounds = [\n")

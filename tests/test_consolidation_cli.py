@@ -76,6 +76,29 @@ def test_loop_killed_mid_stage_resumes_without_loss_or_duplicates(tmp_path, tiny
     assert len([i for i in items if i["source"] == "seed"]) == 2
 
 
+def test_ctrl_c_says_where_the_loop_stopped_and_resuming_goes_on(tmp_path, tiny_model_dir):
+    config, run_dir = make_run(tmp_path, tiny_model_dir, rounds=1)
+    args = [OEL, "loop", "--config", str(config), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = run_dir / "trajectories" / "round_1.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (log.is_file() and lines(log)):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the loop finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130
+    # Progress bars share stderr; the message is one line of its own, after them.
+    [line] = [part for part in stderr.replace("\r", "\n").splitlines() if part.startswith("oel:")]
+    assert stderr.rstrip().endswith(line)
+    assert "stopped during round 1" in line and "run the same command to resume" in line
+    assert "Traceback" not in stderr
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    episodes = lines(log)
+    assert len(episodes) == 3 and len({e["game"] for e in episodes}) == 3
+
+
 def test_consolidate_is_idempotent_locked_and_checkpoints_roll_back(tmp_path, tiny_model_dir):
     config, run_dir = make_run(tmp_path, tiny_model_dir)
     assert oel("play", "--config", str(config), "--run-dir", str(run_dir), "--games", "2", "--no-reflect").returncode == 0
