@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.envs import Observation, Step
+from agent.envs import Observation, Step, safe_command
 from oel.errors import OELError
 
 # The paper's settings: FrozenLake 3x3 with 2 holes and a fixed start and goal; Sokoban 6x6 with 1 box.
@@ -59,7 +59,7 @@ class TextArenaEnv:
         return Observation(text=board, objective=self._objective, admissible=list(MOVES))
 
     def step(self, command: str) -> Step:
-        done, _ = self._env.step(command)
+        done, _ = self._env.step(safe_command(command))
         text = ""
         if not done:
             _, messages = self._env.get_observation()

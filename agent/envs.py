@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from oel.errors import OELError
+from oel.text import sanitize
 
 
 @dataclass
@@ -53,6 +54,17 @@ def clean_text(text: str) -> str:
     """Drop TextWorld's '>' prompt and status-bar lines and collapse blank lines."""
     text = _PROMPT_LINE.sub("", text or "")
     return re.sub(r"\n\s*\n+", "\n", text).strip()
+
+
+MAX_COMMAND_CHARS = 200
+
+
+def safe_command(command: str) -> str:
+    """A command as it may reach a game: a generated response, or one from a LangChain chat model, is
+    untrusted. A NUL byte crashed the interpreter (SIGSEGV) and a lone NUL hung it, so control characters
+    and escape sequences are stripped and the length is bounded. Nothing left becomes `look`, which only
+    describes the room (the response is still counted as invalid by the graph)."""
+    return sanitize(str(command), MAX_COMMAND_CHARS) or "look"
 
 
 def check_story_file(path: Path) -> None:
@@ -119,7 +131,7 @@ class TextWorldEnv:
 
     def step(self, command: str) -> Step:
         with _INTERPRETER:
-            text, score, done, info = self._env.step(command)
+            text, score, done, info = self._env.step(safe_command(command))
         return Step(clean_text(text), int(score), bool(done), bool(info["won"]), bool(info["lost"]), _commands(info))
 
     def close(self) -> None:

@@ -102,3 +102,27 @@ def test_thinking_mode_for_templates_that_have_it(tiny_model_dir, coin_game):
     state = play_episode(Context(env=env, policy=thinker, mode="generate", max_steps=2, max_new_tokens=6,
                                  thinking=True))
     assert state.steps == 2 and state.invalid == sum(not t["valid"] for t in state.turns)
+
+
+def test_a_nul_byte_from_a_chat_model_never_reaches_the_game(coin_game):
+    """It crashed the interpreter (SIGSEGV), and a lone NUL hung it: run in a child process, so a crash
+    fails this test instead of killing the suite."""
+    import subprocess
+    import sys
+
+    script = f"""
+import oel
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from agent.envs import TextWorldEnv
+from agent.graph import play_episode
+from agent.state import Context
+
+replies = iter([AIMessage("go east\\x00"), AIMessage("\\x00"), AIMessage("\\x1b[2J" + "x" * 10000)])
+env = TextWorldEnv({str(coin_game)!r}, family="tw-coin_collector", max_steps=50)
+state = play_episode(Context(env=env, chat_model=GenericFakeChatModel(messages=replies), mode="generate", max_steps=3))
+print(state.steps, state.invalid)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.split() == ["3", "3"]  # played to the step limit; the three replies counted invalid
