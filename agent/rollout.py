@@ -30,7 +30,8 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
                skip: frozenset[str] = frozenset(), concurrency: int = 1, desc: str = "play") -> list[dict]:
     """Play each (game file, env family) once. Game i samples with seed `seed_base + i`, so reruns repeat.
 
-    Games whose file is in `skip` are not played (a resumed round skips what it already logged), and the
+    Games whose file name is in `skip` are not played (a resumed round skips what it already logged; names,
+    not paths, so a game cache that moved, or another `OEL_CACHE`, still matches), and the
     others keep their seeds.
 
     With `memory`, each turn's prompt holds the active items of the game's family retrieved for the current
@@ -46,7 +47,7 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     Episodes are logged in the order they finish (a crash loses none that finished), and returned in the
     order of `games`, so two evaluations of the same suite pair up game by game.
     """
-    todo = [(i, game, family) for i, (game, family) in enumerate(games) if str(game) not in skip]
+    todo = [(i, game, family) for i, (game, family) in enumerate(games) if Path(game).name not in skip]
     acting = policy
     if concurrency > 1 and cfg.action_mode == "choose":
         from agent.batching import BatchedPolicy

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,23 +19,63 @@ from oel.errors import OELError
 from oel.files import write_atomic
 
 MANIFEST = "manifest.json"
+VERSION = re.compile(r"^v[1-9][0-9]{0,5}$")
+REQUIRED = ("version", "parent", "status", "round", "knowledge_ids", "dataset", "eval")
+"""Manifest keys every reader relies on."""
 
 
 class Registry:
+    """A run's checkpoints. Opening one checks it (`check`) and clears what a killed write left behind."""
+
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._clear_stale_writes()
+        self.check()
+
+    def _clear_stale_writes(self) -> None:
+        """Remove `.tmp-v<n>-<pid>` directories of writers that are gone (a kill during `write`)."""
+        for tmp in self.root.glob(".tmp-*") if self.root.is_dir() else []:
+            pid = tmp.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def versions(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        found = [p.name for p in self.root.iterdir() if (p / MANIFEST).is_file() and not p.name.startswith(".")]
-        return sorted(found, key=lambda v: int(v.lstrip("v")) if v.lstrip("v").isdigit() else 0)
+        found = [p.name for p in self.root.iterdir() if VERSION.match(p.name) and (p / MANIFEST).is_file()]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def check(self) -> None:
+        """Refuse a registry that was left incomplete (a checkpoint directory without its manifest, or a
+        manifest without the keys readers need), with one line saying how to repair it: going on would
+        train with the wrong parent and then collide with the stray directory."""
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.iterdir()):
+            if not VERSION.match(path.name):
+                continue
+            if not (path / MANIFEST).is_file():
+                raise OELError(f"checkpoint {path} has no {MANIFEST} (copied or damaged by hand?): move that directory "
+                               f"out of {self.root}, then run again")
+            missing = [k for k in REQUIRED if k not in self.manifest(path.name)]
+            if missing:
+                raise OELError(f"checkpoint manifest {path / MANIFEST} lacks {', '.join(missing)}: restore it from a "
+                               f"backup, or move {path} out of {self.root}")
 
     def next_version(self) -> str:
-        return f"v{len(self.versions()) + 1}"
+        taken = [int(p.name[1:]) for p in self.root.iterdir() if VERSION.match(p.name)] if self.root.is_dir() else []
+        return f"v{max(taken, default=0) + 1}"
+
+    def _dir(self, version: str) -> Path:
+        """A version's directory. Versions are names inside this registry (`v<n>`), never paths: a path could
+        reach another run's checkpoints."""
+        if not isinstance(version, str) or not VERSION.match(version):
+            raise OELError(f"checkpoint version {version!r} is not a name like v1 in this run's registry; "
+                           "see `oel checkpoints list`")
+        return self.root / version
 
     def manifest(self, version: str) -> dict:
-        path = self.root / version / MANIFEST
+        path = self._dir(version) / MANIFEST
         if not path.is_file():
             raise OELError(f"no checkpoint {version!r} in {self.root}; see `oel checkpoints list`")
         try:
@@ -54,14 +95,14 @@ class Registry:
         """Adapter directories to merge, root first, to rebuild the policy of `version`."""
         chain = []
         while version:
-            chain.append(self.root / version)
+            chain.append(self._dir(version))
             version = self.manifest(version)["parent"]
         return chain[::-1]
 
     def write(self, adapter_dir: str | Path, manifest: dict) -> Path:
         """Copy an adapter in and write its manifest, atomically. Returns the checkpoint directory."""
         version = manifest["version"]
-        final = self.root / version
+        final = self._dir(version)
         if final.exists():
             raise OELError(f"checkpoint {version} already exists in {self.root}")
         tmp = self.root / f".tmp-{version}-{os.getpid()}"
@@ -75,4 +116,14 @@ class Registry:
         """Rewrite one manifest field atomically (write temp file, then rename)."""
         manifest = self.manifest(version)
         manifest["status"] = status
-        write_atomic(self.root / version / MANIFEST, json.dumps(manifest, indent=2))
+        write_atomic(self._dir(version) / MANIFEST, json.dumps(manifest, indent=2))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

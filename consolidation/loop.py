@@ -212,7 +212,7 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
     """Play this round's train games that are not logged yet; return all of the round's episodes."""
     log_path = run_dir / "trajectories" / f"round_{r}.jsonl"
     logged = load_trajectories([log_path])
-    played = {e["game"] for e in logged}
+    played = {Path(e["game"]).name for e in logged}  # a game is its spec's file name, wherever the cache is
     # Items written by an episode that was cut off before it was logged: that game is played again.
     logged_ids = {e["id"] for e in logged}
     orphans = [i.id for i in memory.list("active", round=r) if i.source not in logged_ids]

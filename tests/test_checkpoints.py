@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -47,3 +48,42 @@ def test_set_status_rewrites_only_the_status(tmp_path):
     manifest = json.loads((tmp_path / "ckpt" / "v1" / "manifest.json").read_text())
     assert manifest == {"version": "v1", "parent": None, "status": "rejected", "eval": {"x": 1}}
     assert reg.current() is None
+
+
+def _manifest(version, parent=None):
+    return {"version": version, "parent": parent, "status": "promoted", "round": 1, "knowledge_ids": [],
+            "dataset": {"fingerprint": "f", "prefixes": 1}, "eval": {"before": {}, "after": {}}}
+
+
+def test_versions_are_names_in_this_registry_never_paths(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    other = Registry(tmp_path / "other" / "checkpoints")
+    other.write(adapter, _manifest("v1"))
+    here = Registry(tmp_path / "here" / "checkpoints")
+    before = (tmp_path / "other" / "checkpoints" / "v1" / "manifest.json").read_text()
+    for bad in (str(tmp_path / "other" / "checkpoints" / "v1"), "../../other/checkpoints/v1", "v1/..", "latest"):
+        with pytest.raises(OELError, match="not a name like v1"):
+            here.set_status(bad, "promoted")
+    assert (tmp_path / "other" / "checkpoints" / "v1" / "manifest.json").read_text() == before
+
+
+def test_an_incomplete_registry_is_refused_with_how_to_repair_it(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / "v1").mkdir(parents=True)  # an adapter directory whose manifest never got written
+    with pytest.raises(OELError, match=r"v1 has no manifest.json .* move that directory out"):
+        Registry(root)
+    (root / "v1" / "manifest.json").write_text(json.dumps({"version": "v1", "status": "promoted"}))
+    with pytest.raises(OELError, match="lacks parent, round, knowledge_ids, dataset, eval"):
+        Registry(root)
+
+
+def test_a_killed_write_leaves_no_litter_on_the_next_open(tmp_path):
+    root = tmp_path / "checkpoints"
+    dead = root / ".tmp-v1-999999999"  # no such process
+    dead.mkdir(parents=True)
+    live = root / f".tmp-v2-{os.getpid()}"  # a write in progress
+    live.mkdir()
+    registry = Registry(root)
+    assert not dead.exists() and live.exists() and registry.next_version() == "v1"

@@ -126,3 +126,19 @@ print(state.steps, state.invalid)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1000:]
     assert done.stdout.split() == ["3", "3"]  # played to the step limit; the three replies counted invalid
+
+
+def test_a_resumed_round_skips_logged_games_by_name_wherever_the_cache_is(tiny_policy, coin_game, tmp_path):
+    import shutil
+
+    from agent.rollout import play_games
+    from oel.config import OELConfig
+
+    moved = tmp_path / "other-cache"
+    moved.mkdir()
+    for sidecar in coin_game.parent.glob(coin_game.stem + ".*"):  # the game and its .json/.ni files
+        shutil.copy(sidecar, moved / sidecar.name)
+    cfg = OELConfig(model="tiny", max_steps=2)
+    games = [(moved / coin_game.name, "tw-coin_collector")]
+    assert play_games(tiny_policy, games, cfg, 1, seed_base=0, skip=frozenset({coin_game.name})) == []
+    assert len(play_games(tiny_policy, games, cfg, 1, seed_base=0)) == 1
