@@ -100,9 +100,14 @@ class TextWorldEnv:
         from textworld import EnvInfos
 
         path = Path(game_file)
+        if path.is_dir():
+            raise OELError(f"{path} is a directory, not a game file")
         if not path.is_file():
             raise OELError(f"game file not found: {path}")
         check_story_file(path)
+        if not path.with_suffix(".json").is_file():  # without it TextWorld knows no valid command
+            raise OELError(f"game {path} has no {path.with_suffix('.json').name} beside it (TextWorld reads the valid "
+                           "commands from it): copy it from where the game was made, or regenerate the game with tw-make")
         self.family = family
         self.game_file = path
         infos = EnvInfos(admissible_commands=True, objective=True, description=True,

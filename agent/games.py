@@ -131,22 +131,26 @@ def make_game(spec: GameSpec, cache_dir: Path | None = None) -> Path:
     path = cache_dir / f"{spec.name}.z8"
     if path.is_file():
         return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-{os.getpid()}-{spec.name}"
-    tmp.mkdir(exist_ok=True)
+    for f in (path, path.with_suffix(".json"), path.with_suffix(".ni")):
+        if f.exists() and not f.is_file():
+            raise OELError(f"{f} is in the game cache but is not a file: move it away, then run again")
     tw_make = shutil.which("tw-make", path=str(Path(sys.executable).parent)) or shutil.which("tw-make")
     if tw_make is None:
         raise OELError("tw-make not found: install textworld (make setup)")
-    cmd = [tw_make, *spec.tw_make_args(), "--output", str(tmp / f"{spec.name}.z8"), "-f", "--silent"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise OELError(f"tw-make failed for {spec.name}: {last[0]}")
-    # Move the game and its sidecar files (.json, .ni) into place; the .z8 last, since it marks completion.
-    for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".z8"):
-        os.replace(f, cache_dir / f.name)
-    tmp.rmdir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{os.getpid()}-{spec.name}"
+    tmp.mkdir(exist_ok=True)
+    try:
+        cmd = [tw_make, *spec.tw_make_args(), "--output", str(tmp / f"{spec.name}.z8"), "-f", "--silent"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise OELError(f"tw-make failed for {spec.name}: {last[0]}")
+        # Move the game and its sidecar files (.json, .ni) into place; the .z8 last, since it marks completion.
+        for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".z8"):
+            os.replace(f, cache_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # never left in the cache, whatever happened
     return path
 
 

@@ -19,12 +19,18 @@ from oel.errors import OELError
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+MAX_SECONDS = 365 * 86400
+
+
 def parse_duration(text: str) -> int:
     """'30s', '15m', '6h', '1d' -> seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text or "")
     if not match or int(match.group(1)) == 0:
         raise OELError(f"duration {text!r} must look like 30s, 15m, 6h or 1d")
-    return int(match.group(1)) * UNITS[match.group(2)]
+    seconds = int(match.group(1)) * UNITS[match.group(2)]
+    if seconds > MAX_SECONDS:  # beyond what a datetime can add (it overflowed in APScheduler)
+        raise OELError(f"duration {text!r} is longer than a year; use at most 365d")
+    return seconds
 
 
 def run_schedule(run_dir: str | Path, *, cron: str | None = None, every: str | None = None,

@@ -354,6 +354,8 @@ class Memory:
                kind: str | None = None) -> list[tuple[Item, float]]:
         """Nearest items to `text`, with their cosine distance, nearest first."""
         _check_kind(kind)
+        if not isinstance(k, int) or k < 1:
+            raise OELError(f"k must be a positive number of items, got {k!r}")
         if kind is not None:  # filtered after the query (see `list`): ask for enough to fill k
             return [pair for pair in self.search(text, 8 * k, status, env, round, min_support)
                     if pair[0].kind == kind][:k]

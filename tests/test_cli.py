@@ -42,6 +42,24 @@ def test_usage_errors_are_one_line_too(tmp_path, args, message):
     assert line.startswith("oel: error: ") and message in line and "--help`" in line
 
 
+def test_bad_values_for_memory_and_schedule_commands(tmp_path):
+    from memory.store import Memory
+
+    with Memory(tmp_path / "run" / "memory") as memory:
+        memory.add("Take the coin.", env="tw-coin_collector", source="s", outcome="won", round=1, created_by="t")
+    from oel.config import OELConfig
+
+    (tmp_path / "run" / "config.json").write_text(json.dumps(OELConfig().to_dict()))
+    run_dir = ["--run-dir", str(tmp_path / "run")]
+    for args, message in ((["memory", "search", "coin", "-k", "0"], "k must be a positive number"),
+                          (["memory", "export", str(tmp_path)], "is a directory; give a file name"),
+                          (["schedule", "--every", "99999999999d"], "longer than a year")):
+        done = run(*args, *run_dir)
+        assert done.returncode == 1 and message in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not list(tmp_path.glob(".*.tmp"))  # the failed export left nothing behind
+
+
 def test_broken_config_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("rounds = [\n")

@@ -98,3 +98,24 @@ def test_ood_suite_holds_whole_challenge_types_apart():
     with pytest.raises(OELError, match="tw-coin_collector is in both"):
         ood_specs(["tw-coin_collector:5"], trained, 2, seed=0)
     assert GameSpec.parse("tw-coin_collector:5", 0).env_family == "tw-coin_collector"
+
+
+def test_a_directory_or_a_game_without_its_sidecar_is_refused_before_play(coin_game, tmp_path):
+    import shutil
+
+    with pytest.raises(OELError, match="is a directory, not a game file"):
+        TextWorldEnv(tmp_path)
+    lonely = tmp_path / coin_game.name
+    shutil.copy(coin_game, lonely)  # the story file without its .json
+    with pytest.raises(OELError, match=rf"has no {lonely.stem}.json beside it"):
+        TextWorldEnv(lonely)
+
+
+def test_a_directory_in_the_game_cache_is_an_error_and_leaves_no_litter(tmp_path):
+    from agent.games import make_game
+
+    spec = GameSpec.parse("tw-coin_collector:1", 7)
+    (tmp_path / f"{spec.name}.z8").mkdir()
+    with pytest.raises(OELError, match="is in the game cache but is not a file"):
+        make_game(spec, cache_dir=tmp_path)
+    assert not list(tmp_path.glob(".tmp-*"))
