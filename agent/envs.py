@@ -70,8 +70,10 @@ def safe_command(command: str) -> str:
 def check_story_file(path: Path) -> None:
     """Reject a corrupt Z-machine file up front.
 
-    TextWorld's interpreter (frotz) calls exit() on a bad story file, which would kill the whole agent
-    process, so we check the header's version, declared length and checksum ourselves first.
+    TextWorld's interpreter (frotz) calls exit() on a bad story file, or crashes (SIGSEGV) on random bytes
+    behind a plausible header, which would kill the whole agent process. So the header is checked first:
+    a known version; from version 3 on (every file tw-make writes) a declared length that fits the file
+    and a checksum over it that matches; and the addresses of the header's tables inside the file.
     """
     data = path.read_bytes()
     if path.suffix == ".ulx":
@@ -80,10 +82,16 @@ def check_story_file(path: Path) -> None:
         return
     if len(data) < 64 or not 1 <= data[0] <= 8:
         raise OELError(f"game file {path} is corrupt: not a Z-machine story file; regenerate it with tw-make")
-    scale = 2 if data[0] <= 3 else 4 if data[0] <= 5 else 8
-    length = int.from_bytes(data[0x1A:0x1C], "big") * scale or len(data)
+    version = data[0]
+    scale = 2 if version <= 3 else 4 if version <= 5 else 8
+    length = int.from_bytes(data[0x1A:0x1C], "big") * scale
     checksum = int.from_bytes(data[0x1C:0x1E], "big")
-    if length > len(data) or (checksum and sum(data[0x40:length]) % 0x10000 != checksum):
+    word = lambda at: int.from_bytes(data[at:at + 2], "big")  # noqa: E731
+    # high memory, initial PC (v1-5), dictionary, objects, globals, static memory: all inside the file
+    tables = [word(a) for a in (0x04, 0x08, 0x0A, 0x0C, 0x0E)] + ([word(0x06)] if version <= 5 else [])
+    damaged = (version >= 3 and (not length or length > len(data) or sum(data[0x40:length]) % 0x10000 != checksum)
+               or any(not 0x40 <= address < len(data) for address in tables))
+    if damaged:
         raise OELError(f"game file {path} is corrupt (truncated or damaged); regenerate it with tw-make")
 
 

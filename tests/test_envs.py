@@ -119,3 +119,23 @@ def test_a_directory_in_the_game_cache_is_an_error_and_leaves_no_litter(tmp_path
     with pytest.raises(OELError, match="is in the game cache but is not a file"):
         make_game(spec, cache_dir=tmp_path)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_random_bytes_behind_a_plausible_header_are_refused_not_run(tmp_path, coin_game):
+    """frotz crashed (SIGSEGV) on such a file: a child process plays it, so a crash fails this test."""
+    import random
+    import subprocess
+    import sys
+
+    bad = tmp_path / "plausible.z8"
+    rng = random.Random(0)
+    header = bytearray(rng.randbytes(64))
+    header[0] = 5
+    header[0x1A:0x1E] = bytes(4)  # length and checksum fields 0: the old check skipped both
+    bad.write_bytes(bytes(header) + rng.randbytes(60_000))
+    (tmp_path / "plausible.json").write_bytes(coin_game.with_suffix(".json").read_bytes())
+    script = ("import oel\nfrom agent.envs import TextWorldEnv\nfrom oel.errors import OELError\n"
+              f"try:\n    TextWorldEnv({str(bad)!r}).reset()\nexcept OELError as err:\n    print(err)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "plausible.z8 is corrupt" in done.stdout
