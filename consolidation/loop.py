@@ -60,9 +60,10 @@ from oel.jsonl import open_append, read_jsonl
 EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
 
 
-def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
-    """Create the run directory, or check that an existing one was made with the same settings."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def check_run_dir(cfg: OELConfig, run_dir: Path) -> None:
+    """Check that an existing run directory was made with the same settings. Writes nothing: the settings
+    are written (`write_run_config`) only once they are known to work (the model and the memory open), so
+    a typo in a new run's settings never locks that run directory to it."""
     path = run_dir / "config.json"
     if path.is_file():
         try:
@@ -76,7 +77,10 @@ def prepare_run_dir(cfg: OELConfig, run_dir: Path) -> None:
             k = changed[0]
             raise OELError(f"{run_dir} was made with {k}={saved.get(k)!r}, not {getattr(cfg, k)!r}; "
                            "use the same settings to continue it, or a new --run-dir")
-    write_atomic(path, json.dumps(cfg.to_dict(), indent=2))
+
+
+def write_run_config(cfg: OELConfig, run_dir: Path) -> None:
+    write_atomic(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
 
 
 Games = list[tuple[Path, str]]
@@ -157,12 +161,13 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
     check_model(cfg.model)
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
-    prepare_run_dir(cfg, run_dir)
-    suites = prepare_games(cfg, run_dir)
+    check_run_dir(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
-    rows += read_rounds(run_dir)
 
     with open_memory(cfg, run_dir) as memory:
+        write_run_config(cfg, run_dir)
+        suites = prepare_games(cfg, run_dir)
+        rows += read_rounds(run_dir)
         current = registry.current()
         policy = load_policy(cfg, registry, current)
         if not rows:

@@ -95,18 +95,19 @@ def play(
     from agent.policy import check_model
     from agent.rollout import play_games
     from consolidation.checkpoints import Registry
-    from consolidation.loop import load_policy, prepare_games, prepare_run_dir, reflection_policy
+    from consolidation.loop import check_run_dir, load_policy, prepare_games, reflection_policy, write_run_config
     from memory.store import open_memory
     from memory.reflection import make_reflector
 
     check_model(cfg.model)
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
-    prepare_run_dir(cfg, run_dir)
-    train = prepare_games(cfg, run_dir).train[1]
+    check_run_dir(cfg, run_dir)
     registry = Registry(run_dir / "checkpoints")
-    policy = load_policy(cfg, registry, registry.current())
     with open_memory(cfg, run_dir) as memory:
+        write_run_config(cfg, run_dir)  # only now: the model and the memory work
+        train = prepare_games(cfg, run_dir).train[1]
+        policy = load_policy(cfg, registry, registry.current())
         writer = reflection_policy(cfg, policy) if reflect else None
         reflector = make_reflector(writer, memory, cfg, writer.name) if reflect else None
         episodes = play_games(policy, train[:games], cfg, round=0, seed_base=cfg.seed * 7919,

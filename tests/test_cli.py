@@ -60,6 +60,14 @@ def test_bad_values_for_memory_and_schedule_commands(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # the failed export left nothing behind
 
 
+def test_settings_that_fail_are_not_written_into_a_new_run(tmp_path):
+    run_dir = tmp_path / "run"
+    for args in (["--memory-url", "http://127.0.0.1:9"], ["--model", "/no/such/model"]):
+        done = run("loop", *args, "--run-dir", str(run_dir))
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+        assert not (run_dir / "config.json").exists()  # a retry with the right value is not refused
+
+
 def test_broken_config_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("rounds = [\n")
