@@ -40,6 +40,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from memory.lock import DirectoryLock
 from oel.errors import OELError
 from oel.text import sanitize
+from oel.validation import checked_fields
 
 ACTIVE_PREFIX = "active-"
 ARCHIVE = "archive"
@@ -460,33 +461,14 @@ def check_env(env: object) -> str:
     return env
 
 
-@lru_cache(maxsize=1)
-def _item_row():
-    """A strict pydantic model of `Item`'s fields (declared once, on the dataclass), for untrusted rows."""
-    import typing
-    from dataclasses import MISSING, fields
-
-    from pydantic import ConfigDict, create_model
-
-    hints = typing.get_type_hints(Item)
-    return create_model("ItemRow", __config__=ConfigDict(strict=True, extra="ignore"),
-                        **{f.name: (hints[f.name], ... if f.default is MISSING else f.default) for f in fields(Item)})
-
-
 def validated_item(row: object, where: str) -> Item:
     """An item from untrusted data (an import line): the types and values `Item` declares, strictly (no
     "1" for 1), its text sanitised and capped, a known status and kind, a valid env and id. The first
     problem is a one-line error naming the field."""
-    from pydantic import ValidationError
-
     if not isinstance(row, dict):
         raise OELError(f"{where}: not a JSON object")
-    try:
-        item = Item(**_item_row().model_validate(row).model_dump())
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "row"
-        raise OELError(f"{where}: {field}: {first['msg']}") from None
+    checked_fields(Item, row, where)
+    item = Item(**{f: row[f] for f in Item.__dataclass_fields__ if f in row})
     item.text = sanitize(item.text, MAX_TEXT_CHARS)
     if not item.text:
         raise OELError(f"{where}: text is empty")
