@@ -78,10 +78,10 @@ def plot_rounds(rows: list[dict], path: Path) -> Path:
 
 
 def print_report(run_dir: Path, console: Console | None = None) -> Path | None:
+    """Print the table and write the PNG; None (and nothing printed: the caller says why) with no rounds."""
     console = console or Console()
     rows = read_rounds(run_dir)
     if not rows:
-        console.print(f"no rounds recorded in {run_dir}")
         return None
     console.print(rounds_table(rows))
     png = plot_rounds(rows, Path(run_dir) / "reports" / "learning_curve.png")

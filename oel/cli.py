@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -30,7 +31,40 @@ app.add_typer(games_app, name="games")
 # Wide enough for the round table when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 140)
 
-RunDir = typer.Option(Path("runs/default"), "--run-dir", "-r", help="Run directory: games, memory, checkpoints, reports.")
+LAST_RUN = Path("runs") / ".last-run"
+
+
+def default_run_dir() -> Path:
+    """The run a command works on without --run-dir: $OEL_RUN_DIR; else the last run that `oel loop` or `oel play`
+    used from this working directory (so `make demo` then `oel memory list` shows the demo's memory); else
+    runs/default."""
+    if os.environ.get("OEL_RUN_DIR"):
+        return Path(os.environ["OEL_RUN_DIR"])
+    try:
+        last = Path(LAST_RUN.read_text().strip())
+    except OSError:
+        last = None
+    return last if last and (last / "config.json").is_file() else Path("runs/default")
+
+
+def remember_run(run_dir: Path) -> None:
+    """Record the run that `oel loop` or `oel play` used, for the commands that follow."""
+    try:
+        write_atomic(LAST_RUN, str(run_dir))
+    except OELError:
+        pass  # a read-only working directory: commands then need --run-dir, nothing worse
+
+
+def require_run(run_dir: Path) -> Path:
+    """A read command's run directory must exist: an empty answer for a wrong path would look like success."""
+    if not (run_dir / "config.json").is_file():
+        raise OELError(f"{run_dir} is not a run directory (no config.json): give --run-dir, or run `oel loop` first")
+    return run_dir
+
+
+RunDir = typer.Option(None, "--run-dir", "-r", callback=lambda given: given or default_run_dir(),
+                      show_default="the last run used here, else runs/default",
+                      help="Run directory: games, memory, checkpoints, reports.")
 ConfigFile = typer.Option(None, "--config", "-c", help="TOML file of settings (see oel/config.py).")
 AsJson = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -71,6 +105,7 @@ def loop(
     _quiet()
     from consolidation.loop import run_loop
 
+    remember_run(run_dir)
     run_loop(cfg, run_dir, console)
 
 
@@ -106,6 +141,7 @@ def play(
     registry = Registry(run_dir / "checkpoints")
     with open_memory(cfg, run_dir) as memory:
         write_run_config(cfg, run_dir)  # only now: the model and the memory work
+        remember_run(run_dir)
         train = prepare_games(cfg, run_dir).train[1]
         policy = load_policy(cfg, registry, registry.current())
         writer = reflection_policy(cfg, policy) if reflect else None
@@ -327,7 +363,7 @@ def checkpoints_list(run_dir: Path = RunDir, as_json: bool = AsJson):
     """List checkpoint versions with their manifests."""
     from consolidation.checkpoints import Registry
 
-    manifests = Registry(run_dir / "checkpoints").manifests()
+    manifests = Registry(require_run(run_dir) / "checkpoints").manifests()
     if as_json:
         print(json.dumps(manifests, indent=2))
         return
@@ -349,7 +385,7 @@ def checkpoints_show(version: str, run_dir: Path = RunDir, as_json: bool = AsJso
     """Show one checkpoint's manifest."""
     from consolidation.checkpoints import Registry
 
-    manifest = Registry(run_dir / "checkpoints").manifest(version)
+    manifest = Registry(require_run(run_dir) / "checkpoints").manifest(version)
     if as_json:
         print(json.dumps(manifest, indent=2))
         return

@@ -75,6 +75,23 @@ def test_broken_config_file(tmp_path):
     assert done.returncode == 1 and "not valid TOML" in done.stderr
 
 
-def test_checkpoints_list_on_empty_run(tmp_path):
-    done = run("checkpoints", "list", "--json", "--run-dir", str(tmp_path))
-    assert done.returncode == 0 and json.loads(done.stdout) == []
+def test_read_commands_never_answer_an_empty_success_for_a_run_that_does_not_exist(tmp_path):
+    for args in (["checkpoints", "list", "--json"], ["checkpoints", "show", "v1"], ["report"],
+                 ["memory", "list"]):
+        done = run(*args, "--run-dir", str(tmp_path / "nowhere"))
+        assert done.returncode == 1 and done.stdout == "", args
+        assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+
+
+def test_commands_find_the_last_run_without_run_dir(tmp_path):
+    from memory.store import Memory
+    from oel.config import OELConfig
+
+    run_dir = tmp_path / "runs" / "demo"
+    with Memory(run_dir / "memory") as memory:
+        memory.add("Take the coin.", env="tw-coin_collector", source="s", outcome="won", round=1, created_by="t")
+    (run_dir / "config.json").write_text(json.dumps(OELConfig().to_dict()))
+    (tmp_path / "runs" / ".last-run").write_text(str(run_dir))  # what `oel loop --run-dir runs/demo` records
+    items = json.loads(run("memory", "list", "--json", cwd=tmp_path).stdout)
+    assert [i["text"] for i in items] == ["Take the coin."]
+    assert json.loads(run("checkpoints", "list", "--json", cwd=tmp_path).stdout) == []
