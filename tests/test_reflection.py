@@ -90,3 +90,12 @@ def test_a_reflection_that_names_nothing_real_is_quarantined_and_counted(tmp_pat
     [insight] = [i for i in items if i.kind == "insight"]
     assert insight.status == "quarantined" and insight.reason.startswith("names no command")
     assert [i.kind for i in items if i.status == "active"] == ["procedure"]
+
+
+def test_the_prefill_alone_is_not_a_lesson():
+    from memory.prompts import PREFILL
+
+    assert parse_items(PREFILL + "<|im_end|><|im_start|>", prefill=PREFILL) == []
+    assert parse_items(PREFILL + " a coin.", prefill=PREFILL) == []  # too short: the model wrote 7 characters
+    assert parse_items(PREFILL + " a coin on the floor, take it.", prefill=PREFILL) == [
+        "When you see a coin on the floor, take it."]
