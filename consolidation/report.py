@@ -84,6 +84,11 @@ def print_report(run_dir: Path, console: Console | None = None) -> Path | None:
     if not rows:
         return None
     console.print(rounds_table(rows))
-    png = plot_rounds(rows, Path(run_dir) / "reports" / "learning_curve.png")
-    console.print(f"learning curve: {png}")
+    png = Path(run_dir) / "reports" / "learning_curve.png"
+    try:
+        plot_rounds(rows, png)
+    except OSError as err:  # a read-only run directory: the table is what was asked for
+        console.print(f"learning curve not written to {png}: {err.strerror or err}")
+    else:
+        console.print(f"learning curve: {png}")
     return png

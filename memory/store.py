@@ -27,7 +27,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
+import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -124,6 +126,7 @@ class Memory:
 
         self.read_only = read_only
         self._lock = None
+        self._snapshot: Path | None = None
         if url:
             parsed = urlparse(url)
             if not parsed.hostname:
@@ -141,10 +144,13 @@ class Memory:
             path = Path(path)
             if read_only and not path.is_dir():
                 raise OELError(f"no memory at {path}: run `oel loop` or `oel play` first, or check --run-dir")
-            if not read_only:
+            where = path
+            if read_only:
+                where = self._snapshot_of(path)
+            else:
                 self._lock = DirectoryLock(path / "writer.lock", f"memory {path}").acquire()
             try:
-                client = chromadb.PersistentClient(path=str(path))
+                client = chromadb.PersistentClient(path=str(where))
             except Exception as err:
                 self.close()
                 raise OELError(f"cannot open memory at {path} (corrupt?): {type(err).__name__}: {err}") from None
@@ -416,10 +422,28 @@ class Memory:
             total += collection.count() if where is None else len(collection.get(where=where, include=[])["ids"])
         return total
 
+    def _snapshot_of(self, path: Path) -> Path:
+        """A private copy of the memory directory for reading. Chroma rewrites its index files whenever a
+        collection is opened, even to read it: a read on the directory itself would change the run, and
+        fail on a read-only one. The copy is removed on `close` (or when the process ends)."""
+        import tempfile
+
+        self._snapshot = Path(tempfile.mkdtemp(prefix="oel-memory-read-"))
+        weakref.finalize(self, shutil.rmtree, self._snapshot, True)
+        try:
+            shutil.copytree(path, self._snapshot, dirs_exist_ok=True, ignore=shutil.ignore_patterns("writer.lock"))
+        except OSError as err:
+            self.close()
+            raise OELError(f"cannot read memory at {path}: {err.strerror or err}") from None
+        return self._snapshot
+
     def close(self) -> None:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        if self._snapshot is not None:
+            shutil.rmtree(self._snapshot, ignore_errors=True)
+            self._snapshot = None
 
     def __enter__(self) -> Memory:
         return self

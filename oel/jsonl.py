@@ -40,6 +40,13 @@ def open_append(path: Path):
     `<name>.partial` beside the log (kept, not deleted), so the log stays readable and the next row starts
     on its own line."""
     path = Path(path)
+    try:
+        return _open_append(path)
+    except OSError as err:
+        raise OELError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _open_append(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file() and path.stat().st_size:
         data = path.read_bytes()

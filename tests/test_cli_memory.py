@@ -95,3 +95,30 @@ def test_kinds_utility_and_quarantine_through_the_cli(tmp_path):
     assert json.loads(oel("memory", "show", bad, "--json", "--run-dir", str(run)).stdout)["status"] == "active"
     wrong = oel("memory", "list", "--kind", "rule", "--run-dir", str(run))
     assert wrong.returncode == 1 and "unknown item kind 'rule'" in wrong.stderr
+
+
+def test_a_read_only_run_directory_reads_and_refuses_writes_in_one_line(run_dir):
+    """Reads work on a private copy (Chroma rewrites its index files on open); writes say what is wrong."""
+    import hashlib
+    import shutil
+
+    export = run_dir.parent / "items.jsonl"
+    assert oel("memory", "export", str(export), "--run-dir", str(run_dir)).returncode == 0
+    (run_dir.parent / "other.jsonl").write_text(export.read_text().replace('"k-', '"k-new-'))
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "-R", "+i", str(run_dir)]).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs a supporting filesystem and CAP_LINUX_IMMUTABLE)")
+    try:
+        def digest():
+            return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+        before = digest()
+        for args in (["memory", "list", "--json"], ["memory", "stats"], ["memory", "search", "coin"]):
+            done = oel(*args, "--run-dir", str(run_dir))
+            assert done.returncode == 0, done.stderr
+        for args in (["memory", "prune", "--env", "tw-coin_collector"], ["memory", "import", str(run_dir.parent / "other.jsonl")]):
+            done = oel(*args, "--run-dir", str(run_dir))
+            assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert "read-only" in done.stderr or "cannot" in done.stderr
+        assert digest() == before
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(run_dir)])
