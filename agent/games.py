@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+from oel.progress import progress
 
 from oel.errors import OELError
 
@@ -156,4 +156,4 @@ def make_game(spec: GameSpec, cache_dir: Path | None = None) -> Path:
 
 def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str = "games") -> list[Path]:
     """Generate (or reuse) every game of a suite, with a progress bar."""
-    return [make_game(s, cache_dir) for s in tqdm(specs, desc=f"tw-make {desc}", unit="game", leave=False)]
+    return [make_game(s, cache_dir) for s in progress(specs, desc=f"tw-make {desc}", unit="game")]

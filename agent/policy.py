@@ -357,4 +357,8 @@ def merge_adapter(model, adapter_dir: str | Path):
 
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
         raise OELError(f"adapter not found: {adapter_dir} has no adapter_config.json")
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    except Exception as err:  # peft raises many types for a damaged adapter
+        raise OELError(f"cannot load the adapter in {adapter_dir} (damaged?): {type(err).__name__}: {err}; "
+                       "roll back past it with `oel checkpoints rollback`") from None

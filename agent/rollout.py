@@ -11,11 +11,10 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
-from tqdm import tqdm
+from oel.progress import progress
 
 from agent.arena import open_env
 from agent.graph import play_episode
@@ -77,21 +76,26 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
                 "knowledge_written": state.knowledge_written, "turns": state.turns}
 
     records = {}
-    bar = tqdm(total=len(todo), desc=desc, unit="game", leave=False)
-    with open_append(log_path) if log_path is not None else nullcontext() as log, \
-            ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {pool.submit(play_one, *job): job[0] for job in todo}
-        try:
-            for future in as_completed(futures):
-                record = future.result()
-                if log is not None:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                records[futures[future]] = record
-                bar.update(1)
-        except BaseException:  # Ctrl-C or a failed game: start no other game (those running still finish)
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    bar = progress(total=len(todo), desc=desc, unit="game")
+    log = None  # opened with the first finished episode: a run that plays nothing leaves no empty log
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = {pool.submit(play_one, *job): job[0] for job in todo}
+            try:
+                for future in as_completed(futures):
+                    record = future.result()
+                    if log_path is not None:
+                        log = log or open_append(log_path)
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
+                    records[futures[future]] = record
+                    bar.update(1)
+            except BaseException:  # Ctrl-C or a failed game: start no other game (those running still finish)
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        if log is not None:
+            log.close()
     bar.close()
     if acting is not policy:
         acting.close()

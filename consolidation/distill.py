@@ -19,7 +19,7 @@ import random
 import warnings
 from pathlib import Path
 
-from tqdm import tqdm
+from oel.progress import progress
 from transformers import PrinterCallback, TrainerCallback
 
 from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
@@ -98,7 +98,7 @@ def _sft_trainer(policy, rows, cfg, common, lora):
     from trl import SFTConfig, SFTTrainer
 
     data = []
-    for row in tqdm(rows, desc="teacher samples", unit="prefix", leave=False):
+    for row in progress(rows, desc="teacher samples", unit="prefix"):
         prompt = policy.render(teacher_messages(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
         if objective(cfg) == "choices":
             answer = policy.choose(prompt, row["candidates"], cfg.temperature, cfg.greedy).command
@@ -117,7 +117,7 @@ class DistillProgress(TrainerCallback):
         self.total, self.method, self.bar = total, method, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bar = tqdm(total=self.total, desc=f"consolidate ({self.method})", unit="step", leave=False)
+        self.bar = progress(total=self.total, desc=f"consolidate ({self.method})", unit="step")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is not None and logs and "loss" in logs:

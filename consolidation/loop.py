@@ -80,7 +80,10 @@ def check_run_dir(cfg: OELConfig, run_dir: Path) -> None:
 
 
 def write_run_config(cfg: OELConfig, run_dir: Path) -> None:
-    write_atomic(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    """Record the run's settings (a run made before a setting existed gets it added); never rewritten as is."""
+    path = run_dir / "config.json"
+    if not path.is_file() or json.loads(path.read_text()) != cfg.to_dict():
+        write_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 
 
 Games = list[tuple[Path, str]]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import random
 
 import torch
-from tqdm import tqdm
+from oel.progress import progress
 
 from agent.prompts import knowledge_block
 from consolidation.choice_trainer import teacher_messages
@@ -106,7 +106,7 @@ def measure_utilities(policy, memory, episodes: list[dict], cfg: OELConfig, desc
         if items and chosen:
             jobs.append((items, chosen))
     total = sum(len(prefixes) * (len(items) + 1) for items, prefixes in jobs)
-    bar = tqdm(total=total, desc=desc, unit="prompt", leave=False)
+    bar = progress(total=total, desc=desc, unit="prompt")
     measured = {}
     for items, prefixes in jobs:
         def logp(turn, knowledge):

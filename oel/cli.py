@@ -31,7 +31,8 @@ app.add_typer(games_app, name="games")
 # Wide enough for the round table when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 140)
 
-LAST_RUN = Path("runs") / ".last-run"
+LAST_RUN = Path(os.environ.get("OEL_LAST_RUN", Path("runs") / ".last-run"))
+"""Where the last run used from this working directory is recorded ($OEL_LAST_RUN moves it: the tests do)."""
 
 
 def default_run_dir() -> Path:

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `oel loop` and `oel play` record the run they used (for the commands that follow); in the tests that record
+# goes to a scratch file, not into the checkout's runs/ directory.
+os.environ["OEL_LAST_RUN"] = os.path.join(tempfile.mkdtemp(prefix="oel-tests-"), ".last-run")
 
 import oel  # noqa: E402,F401  (sets the offline environment)
 

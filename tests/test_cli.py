@@ -1,6 +1,7 @@
 """The oel command line: bad input gives one line on stderr and a non-zero exit code."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_commands_find_the_last_run_without_run_dir(tmp_path):
     with Memory(run_dir / "memory") as memory:
         memory.add("Take the coin.", env="tw-coin_collector", source="s", outcome="won", round=1, created_by="t")
     (run_dir / "config.json").write_text(json.dumps(OELConfig().to_dict()))
-    (tmp_path / "runs" / ".last-run").write_text(str(run_dir))  # what `oel loop --run-dir runs/demo` records
+    Path(os.environ["OEL_LAST_RUN"]).write_text(str(run_dir))  # what `oel loop --run-dir runs/demo` records
     items = json.loads(run("memory", "list", "--json", cwd=tmp_path).stdout)
     assert [i["text"] for i in items] == ["Take the coin."]
     assert json.loads(run("checkpoints", "list", "--json", cwd=tmp_path).stdout) == []
