@@ -18,6 +18,7 @@ from rich.text import Text
 from oel.config import OELConfig
 from oel.errors import Interrupted, OELError
 from oel.files import write_atomic
+from oel.text import sanitize
 from oel.jsonl import read_jsonl
 
 app = typer.Typer(help="Online experiential learning for language-model agents: play, reflect, consolidate.",
@@ -232,8 +233,14 @@ def _print_items(items, as_json: bool, distances=None) -> None:
         status += f": {item.reason}" if item.reason else ""
         cells = [item.id, item.kind, item.text, item.env, item.source, str(item.round), str(item.support),
                  _utility(item), status]
-        table.add_row(*(Text(c) for c in cells), *([f"{distances[i]:.3f}"] if distances else []))
+        table.add_row(*(shown(c) for c in cells), *([f"{distances[i]:.3f}"] if distances else []))
     console.print(table)
+
+
+def shown(value) -> Text:
+    """Stored data as terminal text: never read as Rich markup, and with escape sequences and control characters
+    removed (Rich passes ESC through; items stored by older versions may hold some)."""
+    return Text(sanitize(str(value), 100_000))
 
 
 def _utility(item) -> str:
@@ -269,7 +276,7 @@ def memory_show(item_id: str, run_dir: Path = RunDir, memory_url: Optional[str] 
         print(json.dumps(item, indent=2))
     else:
         for key, value in item.items():
-            console.print(Text.assemble((key, "bold"), f": {value}"))
+            console.print(Text.assemble((key, "bold"), ": ", shown(value)))
 
 
 @memory_app.command("stats")
@@ -291,7 +298,7 @@ def memory_stats(run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, 
     for status in stats["by_status"]:
         table.add_column(status, justify="right")
     for env, counts in sorted(stats["by_env"].items()):
-        table.add_row(Text(env), *map(str, counts.values()))
+        table.add_row(shown(env), *map(str, counts.values()))
     table.add_row(Text("all", style="bold"), *map(str, stats["by_status"].values()))
     console.print(table)
 

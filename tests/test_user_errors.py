@@ -236,3 +236,21 @@ def test_read_commands_on_a_directory_that_is_not_a_run(tmp_path):  # case 18
         done = oel(*args, "--run-dir", tmp_path / "nowhere")
         one_line_error(done, "nowhere")
         assert done.stdout == ""
+
+
+def test_escape_sequences_stored_by_an_older_version_are_not_printed_raw(tmp_path):  # case 6
+    import chromadb
+
+    from memory.store import embed
+
+    run_dir = make_run(tmp_path / "run")
+    meta = {k: v for k, v in _rows(run_dir)[0].items() if k not in ("id", "text") and v is not None}
+    client = chromadb.PersistentClient(path=str(run_dir / "memory"))  # as an old version stored it: no checks
+    collection = client.get_or_create_collection("active-tw-coin_collector", metadata={"hnsw:space": "cosine"})
+    raw = "\x1b[2J\x1b[31mTake the coin\x00 now"
+    collection.add(ids=["k-raw"], documents=[raw], embeddings=embed([raw]), metadatas=[meta])
+    del client
+    for args in (["memory", "list"], ["memory", "show", "k-raw"]):
+        done = oel(*args, "--run-dir", run_dir)
+        assert done.returncode == 0 and "Take the coin" in done.stdout
+        assert "\x1b" not in done.stdout and "\x00" not in done.stdout
