@@ -5,6 +5,13 @@ suite, so TextArena games are cached, listed and split exactly like TextWorld on
 
 Success is TextArena's own verdict: a reward of 1 with the game over (goal reached / puzzle solved).
 Falling in a hole or running out of turns is a loss, whatever partial reward it earns.
+
+**Which moves are offered.** TextArena ends a game on a move into a wall: most FrozenLake and Sokoban losses
+were such bumps within 1-4 moves, a way to lose that the board already rules out. So the admissible
+commands are the *legal* moves, computed from the board: on FrozenLake the moves that stay on the grid, on
+Sokoban those that neither walk into a wall nor push a box into a wall or another box. In choose mode a
+wall is then never offered; in generate mode a response naming an illegal move matches no admissible
+command and counts as invalid, as the method counts it (it is still sent to the game, which ends it).
 """
 
 from __future__ import annotations
@@ -56,7 +63,18 @@ class TextArenaEnv:
         # The first message is the game's instructions (our objective); the last is the current board.
         self._objective = texts[0].strip() if texts else ""
         board = texts[-1].strip() if len(texts) > 1 else ""
-        return Observation(text=board, objective=self._objective, admissible=list(MOVES))
+        return Observation(text=board, objective=self._objective, admissible=self.legal_moves())
+
+    def legal_moves(self) -> list[str]:
+        """The moves the board allows now (module docstring); every move for a game this does not know."""
+        env = self._env
+        if hasattr(env, "_would_collide_with_wall"):  # Sokoban
+            return [m for m in MOVES if not env._would_collide_with_wall(m.strip("[]"))]
+        if hasattr(env, "size") and "player_pos" in getattr(getattr(env, "state", None), "game_state", {}):
+            row, col = env.state.game_state["player_pos"]  # FrozenLake
+            steps = {"[up]": (-1, 0), "[down]": (1, 0), "[left]": (0, -1), "[right]": (0, 1)}
+            return [m for m, (dr, dc) in steps.items() if 0 <= row + dr < env.size and 0 <= col + dc < env.size]
+        return list(MOVES)
 
     def step(self, command: str) -> Step:
         done, _ = self._env.step(safe_command(command))
@@ -65,7 +83,7 @@ class TextArenaEnv:
             _, messages = self._env.get_observation()
             # Skip the echo of our own command; keep the game's reply and the new board.
             text = "\n".join(m[1] for m in messages if isinstance(m, tuple) and _kind(m) != "PLAYER_ACTION").strip()
-            return Step(text, 0, False, False, False, list(MOVES))
+            return Step(text, 0, False, False, False, self.legal_moves())
         rewards, info = self._env.close()
         reward = float(rewards.get(0, 0)) if isinstance(rewards, dict) else 0.0
         reason = info.get(0, {}).get("reason", "") if isinstance(info, dict) else ""

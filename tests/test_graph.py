@@ -142,3 +142,18 @@ def test_a_resumed_round_skips_logged_games_by_name_wherever_the_cache_is(tiny_p
     games = [(moved / coin_game.name, "tw-coin_collector")]
     assert play_games(tiny_policy, games, cfg, 1, seed_base=0, skip=frozenset({coin_game.name})) == []
     assert len(play_games(tiny_policy, games, cfg, 1, seed_base=0)) == 1
+
+
+def test_an_illegal_textarena_move_in_generate_mode_counts_as_invalid(tmp_path):
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from agent.arena import open_env
+    from agent.games import GameSpec, make_game
+
+    env = open_env(make_game(GameSpec.parse("ta-frozenlake", 0), cache_dir=tmp_path), "ta-frozenlake", 10)
+    replies = iter([AIMessage("[right]"), AIMessage("[up]")])  # legal, then up from the top row: a wall
+    state = play_episode(Context(env=env, chat_model=GenericFakeChatModel(messages=replies), mode="generate",
+                                 max_steps=2))
+    assert [t["valid"] for t in state.turns] == [True, False] and state.invalid == 1
+    assert state.turns[1]["admissible"] == ["[down]", "[left]", "[right]"]
