@@ -20,20 +20,67 @@ import json
 from pathlib import Path
 
 from agent.envs import Observation, Step, safe_command
-from oel.errors import OELError
+from oel.errors import GameNotMade, OELError
 
-# The paper's settings: FrozenLake 3x3 with 2 holes and a fixed start and goal; Sokoban 6x6 with 1 box.
-ARENA_GAMES = {
-    "ta-frozenlake": ("FrozenLake-v0-raw", {"size": 3, "num_holes": 2, "randomize_start_goal": False}),
-    "ta-sokoban": ("Sokoban-v0-raw", {"dim_room": [6, 6], "num_boxes": 1, "max_turns": 30}),
+ARENA_GAMES = {"ta-frozenlake": "FrozenLake-v0-raw", "ta-sokoban": "Sokoban-v0-raw"}
+ARENA_OPTIONS = {
+    # The paper's settings are the defaults: FrozenLake 3x3 with 2 holes, start and goal in fixed corners;
+    # Sokoban 6x6 with 1 box and 30 turns. A 3x3 lake has only about 16 distinct boards: suites of dozens of
+    # distinct games need `size=4` or more.
+    "ta-frozenlake": {"size": 3, "holes": 2},
+    "ta-sokoban": {"size": 6, "boxes": 1, "max-turns": 30},
 }
 MOVES = ["[up]", "[down]", "[left]", "[right]"]
 
 
-def write_arena_game(family: str, seed: int, path: Path) -> Path:
-    env_id, settings = ARENA_GAMES[family]
-    path.write_text(json.dumps({"family": family, "env_id": env_id, "settings": settings, "seed": seed}))
+def arena_settings(family: str, options: dict[str, str] | tuple = ()) -> dict:
+    """TextArena's constructor settings for a family's checked options (defaults in `ARENA_OPTIONS`).
+    Out-of-range values are refused here: TextArena would otherwise quietly change them (a lake with too
+    many holes gets fewer)."""
+    values = {**ARENA_OPTIONS[family], **{k: int(v) for k, v in dict(options).items()}}
+    if family == "ta-frozenlake":
+        size, holes = values["size"], values["holes"]
+        if not 2 <= size <= 12:
+            raise OELError(f"ta-frozenlake size must be 2 to 12, got {size}")
+        if not 0 <= holes <= size * size - 3:  # start and goal are never holes, and one more cell stays free
+            raise OELError(f"ta-frozenlake with size={size} takes 0 to {size * size - 3} holes, got {holes}")
+        return {"size": size, "num_holes": holes, "randomize_start_goal": False}
+    size, boxes, turns = values["size"], values["boxes"], values["max-turns"]
+    if not 5 <= size <= 12:
+        raise OELError(f"ta-sokoban size must be 5 to 12, got {size}")
+    if not 1 <= boxes <= 4:
+        raise OELError(f"ta-sokoban takes 1 to 4 boxes, got {boxes}")
+    if turns < 1:
+        raise OELError(f"ta-sokoban max-turns must be positive, got {turns}")
+    return {"dim_room": [size, size], "num_boxes": boxes, "max_turns": turns}
+
+
+def write_arena_game(family: str, options: tuple, seed: int, path: Path) -> Path:
+    """Write the game's spec and return its path; a board TextArena cannot generate raises `OELError`."""
+    settings = arena_settings(family, options)
+    game = {"family": family, "env_id": ARENA_GAMES[family], "settings": settings, "seed": seed}
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(game))
+    try:
+        board(tmp, path.stem)  # TextArena may fail to generate a room for some seeds: such a game is never cached
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def board(game_file: Path, name: str | None = None) -> str:
+    """The game's first board, as the player sees it: two game files with the same board are the same game."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # TextArena prints warnings on stdout
+        try:
+            return TextArenaEnv(game_file).reset().text
+        except OELError:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever the generator raises, this board cannot be made
+            raise GameNotMade(f"TextArena cannot make {name or game_file.stem}: {type(err).__name__}: {err}") from None
 
 
 class TextArenaEnv:

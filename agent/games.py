@@ -12,25 +12,30 @@ arithmetic):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from oel.progress import progress
-
-from oel.errors import OELError
+from agent.challenges import ARENA_CHALLENGES, KNOWN_CHALLENGES, parse_options, tw_make_args, tw_make_path
+from oel.errors import GameNotMade, OELError
+from oel.jsonl import open_append, read_jsonl
+from oel.progress import progress, warn
 
 TEST_SEED_OFFSET = 10_000
 """Test games keep the seeds the held-out games had before validation was split off, so earlier results
 on them stay comparable."""
 VALIDATION_SEED_OFFSET = 20_000
 OOD_SEED_OFFSET = 50_000
-TEXTWORLD_CHALLENGES = ("tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
-ARENA_CHALLENGES = ("ta-frozenlake", "ta-sokoban")
-KNOWN_CHALLENGES = TEXTWORLD_CHALLENGES + ARENA_CHALLENGES
+REPLACEMENT_STRIDE = 100_000
+"""A game that cannot be made, or that repeats a game already in the run, is replaced by the same spec at
+seed + k * REPLACEMENT_STRIDE (k = 1, 2, ...): beyond every split's range, so a replacement is never
+another split's game, and the same on every machine."""
+MAX_REPLACEMENTS = 20
+TW_MAKE_TIMEOUT_S = 180
 
 
 def default_cache_dir() -> Path:
@@ -40,36 +45,46 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class GameSpec:
+    """One game: a challenge (`agent.challenges`), its options and a seed."""
+
     challenge: str
     level: int | None
     seed: int
+    options: str = ""
+    """The checked option set, `key=value,flag,...` sorted by key; empty for a bare name or a level."""
 
     @classmethod
     def parse(cls, text: str, seed: int) -> GameSpec:
-        name, _, level = text.partition(":")
+        name, _, rest = text.strip().partition(":")
         if name not in KNOWN_CHALLENGES:
             raise OELError(f"unknown challenge {name!r}; use one of {', '.join(KNOWN_CHALLENGES)}")
-        if level and not level.isdigit():
-            raise OELError(f"challenge level must be a number, got {text!r}")
-        return cls(name, int(level) if level else None, seed)
+        settings = parse_options(name, rest.strip())  # checks every option, whatever the form
+        if not rest.strip() or rest.strip().isdigit():
+            return cls(name, int(rest) if rest.strip() else None, seed)
+        return cls(name, None, seed, ",".join(f"{k}={v}" if v else k for k, v in settings))
+
+    @property
+    def settings(self) -> tuple[tuple[str, str], ...]:
+        """Every option of this game, defaults included."""
+        return parse_options(self.challenge, self.options or ("" if self.level is None else str(self.level)))
 
     @property
     def env_family(self) -> str:
-        """Knowledge is shared within a family: the challenge type, whatever its level or seed."""
+        """Knowledge is shared within a family: the challenge type, whatever its options or seed."""
         return self.challenge
 
     @property
     def name(self) -> str:
-        level = f"_l{self.level}" if self.level is not None else ""
-        return f"{self.challenge}{level}_s{self.seed}"
+        """The game's file name in the cache: one name per option set and seed (a bare name or a level keeps
+        the short form it always had, so cached games stay valid)."""
+        middle = f"_l{self.level}" if self.level is not None else f"_{self.options}" if self.options else ""
+        return f"{self.challenge}{middle}_s{self.seed}"
+
+    def at_seed(self, seed: int) -> GameSpec:
+        return GameSpec(self.challenge, self.level, seed, self.options)
 
     def tw_make_args(self) -> list[str]:
-        if self.challenge == "tw-simple":
-            return ["tw-simple", "--rewards", "dense", "--goal", "detailed", "--seed", str(self.seed)]
-        if self.challenge == "tw-cooking":
-            level = self.level or 1
-            return ["tw-cooking", "--recipe", str(level), "--take", str(level), "--go", "1", "--seed", str(self.seed)]
-        return [self.challenge, "--level", str(self.level or 1), "--seed", str(self.seed)]
+        return [*tw_make_args(self.challenge, self.settings), "--seed", str(self.seed)]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -120,40 +135,169 @@ def ood_specs(challenges: list[str], trained: list[str], n: int, seed: int) -> l
 
 
 def make_game(spec: GameSpec, cache_dir: Path | None = None) -> Path:
-    """Return the `.z8` file for a spec, generating it with `tw-make` unless it is cached."""
+    """Return the game file for a spec, generating it unless it is cached. A spec and seed that give no game
+    raise `GameNotMade`, and are remembered in the cache's `skipped.jsonl` so they are not tried again."""
     cache_dir = cache_dir or default_cache_dir()
-    if spec.challenge in ARENA_CHALLENGES:  # a TextArena game is a small JSON spec: env id, settings, seed
-        from agent.arena import write_arena_game
-
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        path = cache_dir / f"{spec.name}.ta"
-        return path if path.is_file() else write_arena_game(spec.challenge, spec.seed, path)
-    path = cache_dir / f"{spec.name}.z8"
+    arena = spec.challenge in ARENA_CHALLENGES
+    path = cache_dir / f"{spec.name}{'.ta' if arena else '.z8'}"
     if path.is_file():
         return path
     for f in (path, path.with_suffix(".json"), path.with_suffix(".ni")):
         if f.exists() and not f.is_file():
             raise OELError(f"{f} is in the game cache but is not a file: move it away, then run again")
-    tw_make = shutil.which("tw-make", path=str(Path(sys.executable).parent)) or shutil.which("tw-make")
-    if tw_make is None:
-        raise OELError("tw-make not found: install textworld (make setup)")
+    known = {row["name"]: row["reason"] for row in list_skipped(cache_dir)}
+    if spec.name in known:
+        raise GameNotMade(f"{spec.name} cannot be made: {known[spec.name]}")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-{os.getpid()}-{spec.name}"
+    try:
+        if arena:  # a TextArena game is a small JSON spec: env id, settings, seed
+            from agent.arena import write_arena_game
+
+            return write_arena_game(spec.challenge, spec.settings, spec.seed, path)
+        return _tw_make(spec, path)
+    except GameNotMade as err:
+        with open_append(cache_dir / "skipped.jsonl") as log:
+            log.write(json.dumps({"name": spec.name, "reason": str(err).split(": ", 1)[-1]}) + "\n")
+        raise
+
+
+def _tw_make(spec: GameSpec, path: Path) -> Path:
+    tmp = path.parent / f".tmp-{os.getpid()}-{spec.name}"
     tmp.mkdir(exist_ok=True)
     try:
-        cmd = [tw_make, *spec.tw_make_args(), "--output", str(tmp / f"{spec.name}.z8"), "-f", "--silent"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
+        cmd = [tw_make_path(), *spec.tw_make_args(), "--output", str(tmp / path.name), "-f", "--silent"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=TW_MAKE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:  # some large quests search for minutes (treasure hunter 30)
+            raise GameNotMade(f"tw-make failed for {spec.name}: no game after {TW_MAKE_TIMEOUT_S} s") from None
+        if done.returncode != 0 or not (tmp / path.name).is_file():
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise OELError(f"tw-make failed for {spec.name}: {last[0]}")
+            raise GameNotMade(f"tw-make failed for {spec.name}: {last[0]}")
         # Move the game and its sidecar files (.json, .ni) into place; the .z8 last, since it marks completion.
         for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".z8"):
-            os.replace(f, cache_dir / f.name)
+            os.replace(f, path.parent / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # never left in the cache, whatever happened
     return path
 
 
-def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str = "games") -> list[Path]:
-    """Generate (or reuse) every game of a suite, with a progress bar."""
-    return [make_game(s, cache_dir) for s in progress(specs, desc=f"tw-make {desc}", unit="game")]
+def list_skipped(cache_dir: Path | None = None) -> list[dict]:
+    """The specs and seeds that gave no game, with why (`skipped.jsonl` in the cache)."""
+    rows = read_jsonl((cache_dir or default_cache_dir()) / "skipped.jsonl")
+    return [{"name": str(r.get("name")), "reason": str(r.get("reason"))} for r in rows if isinstance(r, dict)]
+
+
+def content_key(path: Path) -> str:
+    """What makes a game this game, whatever its seed or name: for TextArena the first board, for TextWorld
+    the world, quests and objective. Two files with the same key are the same game."""
+    if path.suffix == ".ta":
+        from agent.arena import board
+
+        text = board(path)
+    else:
+        sidecar = path.with_suffix(".json")
+        try:
+            data = json.loads(sidecar.read_text())
+            text = json.dumps([data.get(k) for k in ("world", "quests", "infos", "objective")], sort_keys=True)
+        except (OSError, ValueError):
+            text = path.read_bytes().hex()  # a user's game without TextWorld's sidecar: its bytes
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class SuiteBook:
+    """The games a run has made so far, by content, and the seeds it skipped: suites made with one book never
+    share a game, and every skip is recorded (`games.json`) and warned about."""
+
+    seen: dict[str, str]
+    """content key -> "split: game name" of its first use"""
+    skipped: list[dict]
+
+    @classmethod
+    def empty(cls) -> SuiteBook:
+        return cls({}, [])
+
+    def take(self, path: Path, split: str) -> str | None:
+        """Record a game for `split`; return where it was met before, or None when it is new."""
+        key = content_key(path)
+        if key in self.seen:
+            return self.seen[key]
+        self.seen[key] = f"{split}: {path.stem}"
+        return None
+
+
+def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str = "games",
+               book: SuiteBook | None = None) -> list[Path]:
+    """Generate (or reuse) every game of a suite, with a progress bar. A spec whose seed gives no game, or a
+    game the book already holds (the same board or world under another seed), is replaced by the next
+    replacement seed (`REPLACEMENT_STRIDE`), so the suite keeps its size and stays deterministic."""
+    book = book or SuiteBook.empty()
+    paths = []
+    for spec in progress(specs, desc=f"making {desc} games", unit="game"):
+        for k in range(MAX_REPLACEMENTS + 1):
+            candidate = spec.at_seed(spec.seed + k * REPLACEMENT_STRIDE)
+            try:
+                path = make_game(candidate, cache_dir)
+                met = book.take(path, desc)
+                reason = None if met is None else f"the same game as {met}"
+            except GameNotMade as err:
+                reason = str(err).split(": ", 1)[-1]
+            if reason is None:
+                paths.append(path)
+                break
+            replacement = spec.seed + (k + 1) * REPLACEMENT_STRIDE
+            book.skipped.append({"split": desc, "game": candidate.name, "reason": reason, "replaced_by_seed": replacement})
+            warn(f"skipped {candidate.name} ({desc}): {reason}; trying seed {replacement}")
+        else:
+            raise OELError(f"no new {spec.challenge} game in {MAX_REPLACEMENTS + 1} seeds from {spec.seed}: "
+                           "these options allow few distinct games (a larger board or world gives more)")
+    return paths
+
+
+GAME_SUFFIXES = (".z8", ".z5", ".ulx", ".ta")
+
+
+def expand_game_files(entries: list[str] | list[Path]) -> list[Path]:
+    """The game files that `entries` name: files, directories (the game files in them, sorted) and glob
+    patterns (for a pattern the shell did not expand). Something that names no game is an error."""
+    import glob
+
+    found: list[Path] = []
+    for entry in map(str, entries):
+        matches = sorted(glob.glob(os.path.expanduser(entry), recursive=True)) if glob.has_magic(entry) else [entry]
+        if not matches:
+            raise OELError(f"no game file matches {entry!r}")
+        for match in map(Path, matches):
+            if match.is_dir():
+                inside = sorted(p for p in match.iterdir() if p.suffix in GAME_SUFFIXES and p.is_file())
+                if not inside:
+                    raise OELError(f"{match} holds no game files ({', '.join(GAME_SUFFIXES)})")
+                found += inside
+            elif match.is_file():
+                found.append(match)
+            else:
+                raise OELError(f"game file not found: {match}")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def family_of_file(path: Path) -> str:
+    """The family a game file's knowledge is shared in: a TextArena spec names its own; a generated
+    TextWorld game its challenge (from its name); any other game the folder it sits in, so a folder of one
+    kind of game shares what it teaches."""
+    if path.suffix == ".ta":
+        try:
+            return str(json.loads(path.read_text())["family"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise OELError(f"game file {path} is corrupt: not a TextArena spec") from None
+    for challenge in KNOWN_CHALLENGES:
+        if path.stem.startswith(f"{challenge}_"):
+            return challenge
+    folder = "".join(c if c.isalnum() or c in "._-" else "-" for c in path.parent.name).strip("-._")[:60]
+    return folder or "games"
+
+
+def user_suite(files: list[Path], n: int, round: int = 1) -> list[tuple[Path, str]]:
+    """`n` of the user's game files for a round: round r takes the next `n`, cycling through the list, so
+    each round plays fresh games while there are enough."""
+    start = (round - 1) * n
+    return [(files[(start + i) % len(files)], family_of_file(files[(start + i) % len(files)])) for i in range(n)]

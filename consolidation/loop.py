@@ -35,12 +35,12 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
-from agent.games import make_suite, split_specs
+from agent.games import SuiteBook, expand_game_files, make_suite, split_specs, user_suite
 from agent.policy import Policy, check_model
 from agent.rollout import play_games
 from consolidation.checkpoints import Registry
@@ -91,7 +91,7 @@ Games = list[tuple[Path, str]]
 
 @dataclass
 class Suites:
-    """A run's games: (file, env family) pairs."""
+    """A run's games: (file, env family) pairs. Once recorded in `games.json`, a run's games never change."""
 
     train: dict[int, Games]
     """Each round's train games."""
@@ -99,38 +99,67 @@ class Suites:
     """What the gate decides on."""
     test: Games
     """What the reports show; nothing is decided on it."""
+    skipped: list[dict] = field(default_factory=list)
+    """Seeds that gave no game, or a game already in the run, and the seed that replaced each."""
 
     def to_json(self) -> dict:
         pairs = lambda games: [[str(p), f] for p, f in games]  # noqa: E731
         return {"train": {str(r): pairs(g) for r, g in sorted(self.train.items())},
-                "validation": pairs(self.validation), "test": pairs(self.test)}
+                "validation": pairs(self.validation), "test": pairs(self.test), "skipped": self.skipped}
 
     @classmethod
     def read(cls, run_dir: Path) -> Suites:
-        """The suites recorded in `games.json`. One written before validation was split off has `heldout`
-        games, which then serve as both; its single `train` list is every round's."""
+        """The suites recorded in `games.json` (empty if there is none). One written before validation was
+        split off has `heldout` games, which then serve as both; its single `train` list is every round's."""
         path = run_dir / "games.json"
         if not path.is_file():
-            raise OELError(f"{path} is missing: run `oel play` or `oel loop` on {run_dir} to create it")
-        data = json.loads(path.read_text())
-        pairs = lambda rows: [(Path(g), f) for g, f in rows]  # noqa: E731
-        train = data["train"]
-        train = {int(r): pairs(g) for r, g in train.items()} if isinstance(train, dict) else {1: pairs(train)}
-        validation = pairs(data.get("validation", data.get("heldout", [])))
-        return cls(train, validation, pairs(data.get("test", data.get("heldout", []))))
+            return cls({}, [], [])
+        try:
+            data = json.loads(path.read_text())
+            pairs = lambda rows: [(Path(g), str(f)) for g, f in rows]  # noqa: E731
+            train = data["train"]
+            train = {int(r): pairs(g) for r, g in train.items()} if isinstance(train, dict) else {1: pairs(train)}
+            validation = pairs(data.get("validation", data.get("heldout", [])))
+            return cls(train, validation, pairs(data.get("test", data.get("heldout", []))), list(data.get("skipped", [])))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise OELError(f"{path} is corrupt; restore it, or use a new --run-dir") from None
 
 
-def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None) -> Suites:
-    """Generate (or reuse) the train games of rounds 1..`rounds` and the validation and test games, and
-    record them in `games.json`. Their seeds never overlap (`agent.games.split_specs`)."""
+def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None,
+                  splits: tuple[str, ...] = ("test", "validation", "train")) -> Suites:
+    """The run's games: those `games.json` records, plus any of `splits` (train: rounds 1..`rounds`) not yet
+    made, which are then recorded. Test games are made first, so they do not depend on the number of rounds.
+
+    Generated suites have disjoint seeds (`agent.games.split_specs`) and, by content, no game twice: a seed
+    that repeats a board or world already in the run, or gives no game at all, is replaced and recorded in
+    `skipped`. A split the settings give files for (`train_files`...) plays those files instead."""
+    suites = Suites.read(run_dir)
+    book = SuiteBook.empty()
+    for path, _ in [g for games in suites.train.values() for g in games] + suites.validation + suites.test:
+        if path.is_file():
+            book.take(path, "recorded")
+    book.skipped = suites.skipped
+
     def suite(split: str, n: int, r: int = 1) -> Games:
+        files = {"train": cfg.train_files, "validation": cfg.validation_files, "test": cfg.test_files}[split]
+        if files:
+            files = expand_game_files(files)  # held-out splits play every file given, train `n` a round
+            return user_suite(files, n, r if cfg.fresh_games else 1) if split == "train" else user_suite(files, len(files))
         specs = split_specs(cfg.challenges, n, cfg.seed, split, r, cfg.fresh_games)
         label = f"train round {r}" if split == "train" else split
-        return list(zip(make_suite(specs, desc=label), [s.env_family for s in specs]))
+        return list(zip(make_suite(specs, desc=label, book=book), [s.env_family for s in specs]))
 
-    suites = Suites(train={r: suite("train", cfg.train_games, r) for r in range(1, (rounds or cfg.rounds) + 1)},
-                    validation=suite("validation", cfg.validation_games), test=suite("test", cfg.test_games))
-    write_atomic(run_dir / "games.json", json.dumps(suites.to_json(), indent=2))
+    made = False
+    if "test" in splits and not suites.test:
+        suites.test, made = suite("test", cfg.test_games), True
+    if "validation" in splits and not suites.validation:
+        suites.validation, made = suite("validation", cfg.validation_games), True
+    if "train" in splits:
+        for r in range(1, (rounds or cfg.rounds) + 1):
+            if r not in suites.train:
+                suites.train[r], made = suite("train", cfg.train_games, r), True
+    if made:
+        write_atomic(run_dir / "games.json", json.dumps(suites.to_json(), indent=2))
     return suites
 
 
@@ -361,7 +390,7 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     registry = Registry(run_dir / "checkpoints")
-    suites = Suites.read(run_dir)
+    suites = prepare_games(cfg, run_dir, rounds=1)  # the gate needs validation games: made if `oel play` made none
     episodes = logged_episodes(run_dir)
     if not episodes:
         raise OELError(f"no trajectories in {run_dir}: play first (`oel play` or `oel loop`)")

@@ -99,11 +99,18 @@ def loop(
     max_steps: Optional[int] = typer.Option(None, help="Step limit per episode."),
     distill_steps: Optional[int] = typer.Option(None, help="Optimiser steps per consolidation."),
     memory_url: Optional[str] = typer.Option(None, help="Chroma server URL instead of the embedded memory."),
+    challenge: Optional[list[str]] = typer.Option(None, "--challenge", help="A challenge spec to play (repeat for a "
+                                                  "mix), e.g. tw-cooking:recipe=2,go=6 or ta-frozenlake:size=4."),
+    train_files: Optional[list[str]] = typer.Option(None, "--train-files", help="Your own train games: files, a "
+                                                    "folder or a glob (repeatable), instead of generated ones."),
+    validation_files: Optional[list[str]] = typer.Option(None, "--validation-files", help="Your own games for the gate."),
+    test_files: Optional[list[str]] = typer.Option(None, "--test-files", help="Your own games for the reports."),
 ):
     """Run the online learning loop: play, reflect, consolidate, gate, prune; repeat."""
     cfg = load_config(config, rounds=rounds, model=model, action_mode=mode, train_games=train_games,
                       validation_games=validation_games, test_games=test_games, max_steps=max_steps, distill_steps=distill_steps,
-                      memory_url=memory_url)
+                      memory_url=memory_url, challenges=challenge or None, train_files=train_files or None,
+                      validation_files=validation_files or None, test_files=test_files or None)
     _quiet()
     from consolidation.loop import run_loop
 
@@ -115,27 +122,41 @@ def loop(
 def play(
     run_dir: Path = RunDir,
     config: Optional[Path] = ConfigFile,
-    games: int = typer.Option(4, "--games", help="How many of the run's train games to play."),
+    game: Optional[list[str]] = typer.Option(None, "--game", help="A game file (.z8, .z5, .ulx, .ta), a folder of "
+                                             "them or a glob; repeat for more. Default: the run's train games."),
+    challenge: Optional[list[str]] = typer.Option(None, "--challenge", help="Play new games of this spec, e.g. "
+                                                  "tw-cooking:recipe=2,go=6 (repeat for a mix)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="First seed of the --challenge games (default: the run's seed)."),
+    games: Optional[int] = typer.Option(None, "--games", help="How many games to play (default 4; with --game, every file)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Step limit per game (default: the run's)."),
     concurrency: int = typer.Option(1, "--concurrency", help="Games played at once, their model calls batched."),
     model: Optional[str] = typer.Option(None, help="Model to play with (new run directories only)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="choose or generate (new run directories only)."),
     reflect: bool = typer.Option(True, help="Write knowledge into the memory after each game."),
 ):
-    """Play train games with the current policy, log trajectories and reflect into memory."""
+    """Play games with the current policy, log trajectories and reflect into memory. Plays only what it is
+    asked: --game files, new --challenge games, or else the run's train games; never the held-out ones.
+    --game, --challenge, --seed and --max-steps apply to this play only, not to the run's settings."""
+    import dataclasses
+
     from oel.config import load_run_config
 
     if (run_dir / "config.json").is_file():
         cfg = load_run_config(run_dir)  # an existing run keeps its own settings
     else:
-        cfg = load_config(config, model=model, action_mode=mode, train_games=games)
+        cfg = load_config(config, model=model, action_mode=mode)
+    if games is not None and games < 1:
+        raise OELError("--games must be a positive integer")
+    play_cfg = dataclasses.replace(cfg, max_steps=max_steps) if max_steps is not None else cfg
     _quiet()
     from agent.policy import check_model
     from agent.rollout import play_games
     from consolidation.checkpoints import Registry
-    from consolidation.loop import check_run_dir, load_policy, prepare_games, reflection_policy, write_run_config
+    from consolidation.loop import check_run_dir, load_policy, reflection_policy, write_run_config
     from memory.store import open_memory
     from memory.reflection import make_reflector
 
+    to_play = _games_to_play(cfg, run_dir, game, challenge, seed, games)  # bad specs or paths fail before the model loads
     check_model(cfg.model)
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
@@ -144,16 +165,46 @@ def play(
     with open_memory(cfg, run_dir) as memory:
         write_run_config(cfg, run_dir)  # only now: the model and the memory work
         remember_run(run_dir)
-        train = prepare_games(cfg, run_dir).train[1]
+        to_play = to_play or _run_train_games(cfg, run_dir, games or 4)
         policy = load_policy(cfg, registry, registry.current())
         writer = reflection_policy(cfg, policy) if reflect else None
         reflector = make_reflector(writer, memory, cfg, writer.name) if reflect else None
-        episodes = play_games(policy, train[:games], cfg, round=0, seed_base=cfg.seed * 7919,
+        episodes = play_games(policy, to_play, play_cfg, round=0, seed_base=cfg.seed * 7919,
                               log_path=run_dir / "trajectories" / "play.jsonl", reflect=reflector,
                               concurrency=concurrency)
         for e in episodes:
             console.print(f"{Path(e['game']).name}: {e['outcome']} in {e['steps']} steps, score {e['score']}/{e['max_score']}")
         console.print(f"won {sum(e['won'] for e in episodes)}/{len(episodes)}; memory: {memory.count('active')} active items")
+
+
+def _games_to_play(cfg: OELConfig, run_dir: Path, files, challenges, seed, n) -> list:
+    """(file, family) pairs for `oel play --game/--challenge`; [] when neither is given."""
+    from agent.games import SuiteBook, expand_game_files, family_of_file, make_suite, suite_specs
+
+    if files and challenges:
+        raise OELError("give --game or --challenge, not both")
+    if seed is not None and seed < 0:
+        raise OELError(f"--seed must be >= 0, got {seed}")
+    if files:
+        paths = expand_game_files(files)[:n] if n else expand_game_files(files)
+        return [(p, family_of_file(p)) for p in paths]
+    if challenges:
+        from consolidation.loop import Suites
+
+        recorded = Suites.read(run_dir)
+        book = SuiteBook.empty()  # never the run's held-out games, even at their seeds
+        for path, _ in recorded.validation + recorded.test:
+            if path.is_file():
+                book.take(path, "held out")
+        specs = suite_specs(list(challenges), n or 4, cfg.seed if seed is None else seed)
+        return list(zip(make_suite(specs, desc="play", book=book), [s.env_family for s in specs]))
+    return []
+
+
+def _run_train_games(cfg: OELConfig, run_dir: Path, n: int) -> list:
+    from consolidation.loop import prepare_games
+
+    return prepare_games(cfg, run_dir, rounds=1, splits=("train",)).train[1][:n]
 
 
 @app.command()
@@ -436,37 +487,50 @@ def checkpoints_rollback(run_dir: Path = RunDir):
 
 
 @games_app.command("make")
-def games_make(challenge: str = typer.Argument(..., help="tw-simple, tw-coin_collector:LEVEL, tw-treasure_hunter:LEVEL, "
-                                                          "tw-cooking:LEVEL, ta-frozenlake or ta-sokoban."),
+def games_make(challenge: str = typer.Argument(..., help="A challenge spec: tw-simple, tw-coin_collector:LEVEL, "
+                                               "tw-cooking:recipe=2,take=2,go=6,open, custom:world-size=4,quest-length=4, "
+                                               "ta-frozenlake:size=4,holes=3, ta-sokoban:size=7,boxes=2 ... "
+                                               "(see agent/challenges.py)."),
                seeds: str = typer.Option("0-9", help="Seeds, e.g. 0-9 or 1,5,7. Same spec and seed, same game."),
                as_json: bool = AsJson):
-    """Generate games (deterministic, cached by spec)."""
-    from agent.games import GameSpec, make_suite, parse_seeds
+    """Generate games (deterministic, cached by spec). A seed that gives no game, or the same game as an
+    earlier seed, is replaced by the next replacement seed, with a warning."""
+    from agent.games import GameSpec, SuiteBook, make_suite, parse_seeds
 
     specs = [GameSpec.parse(challenge, seed) for seed in parse_seeds(seeds)]
-    paths = make_suite(specs, desc=challenge)
+    if any(seed < 0 for seed in parse_seeds(seeds)):
+        raise OELError(f"seeds must be >= 0, got {seeds!r}")
+    book = SuiteBook.empty()
+    paths = make_suite(specs, desc=challenge, book=book)
     if as_json:
-        print(json.dumps([str(p) for p in paths]))
+        print(json.dumps({"games": [str(p) for p in paths], "skipped": book.skipped}))
     else:
         for path in paths:
-            console.print(str(path))
+            console.print(shown(str(path)))
 
 
 @games_app.command("list")
 def games_list(as_json: bool = AsJson):
-    """List the cached games."""
-    from agent.games import list_games
+    """List the cached games, and the seeds that gave no game."""
+    from agent.games import list_games, list_skipped
 
-    games = list_games()
+    games, skipped = list_games(), list_skipped()
     if as_json:
-        print(json.dumps(games, indent=2))
+        print(json.dumps({"games": games, "skipped": skipped}, indent=2))
         return
     table = Table(title=f"{len(games)} cached games")
     for col in ("name", "kind", "file"):
         table.add_column(col)
     for game in games:
-        table.add_row(game["name"], game["kind"], game["file"])
+        table.add_row(shown(game["name"]), game["kind"], shown(game["file"]))
     console.print(table)
+    if skipped:
+        table = Table(title=f"{len(skipped)} seeds that gave no game (skipped)")
+        table.add_column("name")
+        table.add_column("why")
+        for row in skipped:
+            table.add_row(shown(row["name"]), shown(row["reason"]))
+        console.print(table)
 
 
 def _run_app() -> None:

@@ -44,7 +44,9 @@ class OELConfig:
     # --- games ---
     challenges: list[str] = field(default_factory=lambda: ["tw-coin_collector:3", "tw-coin_collector:5",
                                                            "tw-treasure_hunter:2", "tw-treasure_hunter:3"])
-    """TextWorld challenges as `name:level`; tw-simple takes no level. Games cycle through this list.
+    """Challenge specs (`agent/challenges.py`): `name`, `name:level` or `name:option=value,flag,...` with any
+    option tw-make takes (e.g. `tw-cooking:recipe=2,take=2,go=6,open`, `custom:world-size=4,quest-length=4`,
+    `ta-frozenlake:size=4,holes=3`). Games cycle through this list.
     Default mix: the 135M model wins about half of these at 20 steps (levels 3/2: 3 of 4, levels 5/3: 1 of 4,
     measured on 4 games each), so the held-out success can move either way. Level 1 games are won in 1-2 steps."""
     train_games: int = 8
@@ -57,6 +59,14 @@ class OELConfig:
     test_games: int = 8
     """Held-out games the round table, the plots and the benches report (seeds from seed+10000). Nothing is ever
     decided on them."""
+    train_files: list[str] = field(default_factory=list)
+    """Your own games to train on instead of generated ones: game files (.z8, .z5, .ulx, TextArena .ta),
+    folders of them, or glob patterns. Each round plays the next `train_games` of them (cycling).
+    A game's knowledge family is the folder it sits in (generated games keep their challenge)."""
+    validation_files: list[str] = field(default_factory=list)
+    """Your own games for the gate, instead of generated ones: every file given is played."""
+    test_files: list[str] = field(default_factory=list)
+    """Your own games for the reports, instead of generated ones: every file given is played."""
     seed: int = 0
     """Base seed of the games and of sampling. Train, validation and test seeds never overlap."""
     concurrency: int = 1
@@ -160,6 +170,13 @@ class OELConfig:
             raise OELError(f"config: gate_tolerance must be >= 0, got {self.gate_tolerance!r}")
         if not self.challenges:
             raise OELError("config: challenges must list at least one TextWorld challenge, e.g. 'tw-coin_collector:1'")
+        from agent.games import GameSpec
+
+        for challenge in self.challenges:  # a typo is one line now, not a failure rounds later
+            try:
+                GameSpec.parse(challenge, 0)
+            except OELError as err:
+                raise OELError(f"config: challenges: {err}") from None
         if self.memory_url is not None and not self.memory_url.startswith(("http://", "https://")):
             raise OELError(f"config: memory_url must start with http:// or https://, got {self.memory_url!r}")
 

@@ -7,3 +7,7 @@ class OELError(Exception):
 
 class Interrupted(OELError):
     """The user stopped a long command (Ctrl-C). The message says where, and how to go on."""
+
+
+class GameNotMade(OELError):
+    """This challenge spec and seed give no game (tw-make cannot build the quest, TextArena no board)."""
