@@ -132,7 +132,7 @@ def test_consolidate_is_idempotent_locked_and_checkpoints_roll_back(tmp_path, ti
 def test_schedule_survives_a_failed_run(tmp_path, tiny_model_dir):
     config, run_dir = make_run(tmp_path, tiny_model_dir)
     oel("play", "--config", str(config), "--run-dir", str(run_dir), "--games", "1", "--no-reflect")
-    (run_dir / "games.json").rename(run_dir / "games.json.bak")  # every run now fails
+    (run_dir / "games.json").write_text("{not json")  # every run now fails: the run's games are unreadable
     done = oel("schedule", "--every", "1s", "--max-runs", "2", "--run-dir", str(run_dir), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("failed") == 2  # both attempts ran: the first failure did not stop it
