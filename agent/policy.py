@@ -194,20 +194,34 @@ class Policy:
     # ---- generate mode ----
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.7,
-                 greedy: bool = False, top_p: float = 0.8, top_k: int = 20) -> list[tuple[str, int]]:
-        """Batched sampling (paper defaults T=0.7, top-p 0.8, top-k 20). Returns (text, tokens generated)."""
+                 greedy: bool = False, top_p: float = 0.8, top_k: int = 20, stop: list[str] | None = None,
+                 max_time: float | None = None, streamer=None) -> list[tuple[str, int]]:
+        """Batched sampling (paper defaults T=0.7, top-p 0.8, top-k 20). Returns (text, tokens generated).
+        Generation ends at a `stop` string (not after it: the string is cut off the text), or after
+        `max_time` seconds; `streamer` (a transformers streamer) receives the tokens as they come."""
         tok = self.tokenizer
         tok.padding_side = "left"
-        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature,
                                                         "top_p": top_p, "top_k": top_k}
-        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **sampling)
+        extra = {"stop_strings": list(stop), "tokenizer": tok} if stop else {}
+        if max_time is not None:
+            extra["max_time"] = max_time
+        if streamer is not None:
+            extra["streamer"] = streamer
+        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **sampling, **extra)
         results = []
         for row in out[:, batch.input_ids.shape[1]:]:
             row = row.tolist()
             n = next((i for i, t in enumerate(row) if t in self.end_ids or t == tok.pad_token_id), len(row))
-            results.append((tok.decode(row[:n], skip_special_tokens=True), n))
+            results.append((cut_at_stop(tok.decode(row[:n], skip_special_tokens=True), stop), n))
         return results
+
+
+def cut_at_stop(text: str, stop: list[str] | None) -> str:
+    """`text` up to the first of the `stop` strings (all of it if none occurs)."""
+    cuts = [text.find(s) for s in stop or [] if s and s in text]
+    return text[:min(cuts)] if cuts else text
 
 
 def candidate_logprobs(model, tokenizer, prompt: str, candidates: list[str], end_ids: list[int]) -> torch.Tensor:

@@ -410,11 +410,12 @@ class Memory:
                 break
         return chosen
 
-    def as_retriever(self, env: str | None = None, k: int = 4):
-        """A LangChain retriever over the active items (optionally of one env)."""
+    def as_retriever(self, env: str | None = None, k: int = 4, **settings):
+        """A LangChain retriever over the items (active ones, of one env if given); `settings` are
+        `search_type` and `search_kwargs`, as for LangChain's vector-store retrievers (memory/retriever.py)."""
         from memory.retriever import MemoryRetriever
 
-        return MemoryRetriever(memory=self, env=env, k=k)
+        return MemoryRetriever(memory=self, env=env, k=k, **settings)
 
     def count(self, status: str = "active", env: str | None = None) -> int:
         total = 0
