@@ -113,3 +113,27 @@ def test_oel_play_takes_a_challenge_a_seed_and_a_users_own_game(tmp_path, coin_g
     assert "ta-frozenlake_holes=3,size=4_s7.ta" in done.stdout and "ta-frozenlake_holes=3,size=4_s8.ta" in done.stdout
     bad = oel("play", "--challenge", "tw-cooking:recipes=2", "--run-dir", run, env=env)
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "its options:" in bad.stderr
+
+
+def test_a_run_can_train_and_test_on_the_users_own_game_folders(tmp_path, coin_game):
+    from consolidation.loop import Suites, prepare_games
+    from oel.config import OELConfig
+
+    folders = {}
+    for split in ("train", "test"):
+        folders[split] = tmp_path / f"{split}-castles"
+        folders[split].mkdir()
+        for n in range(3):
+            for f in (coin_game, coin_game.with_suffix(".json")):
+                shutil.copy(f, folders[split] / f"castle{n}{f.suffix}")
+    cfg = OELConfig(train_files=[str(folders["train"])], test_files=[str(folders["test"] / "*.z8")],
+                    validation_files=[str(folders["test"] / "castle0.z8")], train_games=2, rounds=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    suites = prepare_games(cfg, run)
+    assert [p.name for p, _ in suites.train[1]] == ["castle0.z8", "castle1.z8"]
+    assert [p.name for p, _ in suites.train[2]] == ["castle2.z8", "castle0.z8"]  # the next ones, cycling
+    assert len(suites.test) == 3 and {f for _, f in suites.test} == {"test-castles"}  # family: the folder
+    assert Suites.read(run).test == suites.test  # recorded: a resumed run plays the same games
+    with pytest.raises(OELError, match="no game file matches"):
+        prepare_games(OELConfig(train_files=[str(tmp_path / "nothing*.z8")]), tmp_path / "other")
