@@ -78,6 +78,10 @@ def parse_options(name: str, text: str) -> tuple[tuple[str, str], ...]:
                 raise OELError(f"challenge {name}: option {key!r} is given twice")
             given[key] = value.strip() if eq else True
     options = {**_defaults(name), **given}
+    if (not text or text.isdigit()) and name not in ARENA_CHALLENGES:
+        # Only this project's own defaults and level options, known to be tw-make's: no need to load its
+        # parser (which imports TextWorld, ~1 s) for every config that names challenges the usual way.
+        return tuple(sorted(options.items()))
     checked = _check_arena(name, options) if name in ARENA_CHALLENGES else _check_textworld(name, options)
     return tuple(sorted(checked.items()))
 
