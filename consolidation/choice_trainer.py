@@ -6,7 +6,10 @@ for this objective; its SDFT trainer covers the token-level (generate-mode) one.
 - teacher: the same model with the adapter disabled (frozen pi_r), scoring the same commands from the
   prefix with the knowledge inserted before the situation;
 - loss: reverse KL(student || teacher) over the commands (`losses.choice_kl`), averaged over the batch.
-Every step scores fresh with the current student weights, so training stays on-policy.
+Every step scores the student fresh with its current weights, so training stays on-policy. The teacher is
+frozen for the whole consolidation, so its distribution over a record's commands never changes: it is
+computed once per record and kept (`teacher_cache`), not at every step the record appears in. The batch's
+rows are scored together (`batch_candidate_logprobs`: one prefill, one packed pass), not one by one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
-from agent.policy import candidate_logprobs
+from agent.policy import batch_candidate_logprobs
 from consolidation.losses import choice_kl
 
 
@@ -31,19 +34,27 @@ class ChoiceDistillTrainer(Trainer):
         self.end_ids = end_ids
         self.temperature = temperature
         self.teacher_template = teacher_template
+        self.teacher_cache: dict[tuple, torch.Tensor] = {}
+        """(teacher prompt, commands) -> the frozen teacher's log-probabilities of the commands."""
 
     def render(self, messages: list[dict]) -> str:
         return self.processing_class.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        tok = self.processing_class
-        losses = []
-        for row in inputs:
-            student = candidate_logprobs(model, tok, self.render(row["prompt"]), row["candidates"], self.end_ids)
+    def teacher_logprobs(self, model, rows: list[dict]) -> list[torch.Tensor]:
+        """The frozen teacher's scores of each row's commands: those not seen yet, in one batch."""
+        keys = [(self.render(teacher_messages(r["prompt"], r["privileged_context"], self.teacher_template)),
+                 tuple(r["candidates"])) for r in rows]
+        new = list(dict.fromkeys(k for k in keys if k not in self.teacher_cache))
+        if new:
             with torch.no_grad(), model.disable_adapter():
-                teacher_prompt = self.render(teacher_messages(row["prompt"], row["privileged_context"],
-                                                              self.teacher_template))
-                teacher = candidate_logprobs(model, tok, teacher_prompt, row["candidates"], self.end_ids)
-            losses.append(choice_kl(student, teacher, self.temperature))
-        loss = torch.stack(losses).mean()
+                scores = batch_candidate_logprobs(model, self.processing_class, [k[0] for k in new],
+                                                  [list(k[1]) for k in new], self.end_ids)
+            self.teacher_cache.update((k, v.detach()) for k, v in zip(new, scores))
+        return [self.teacher_cache[k] for k in keys]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher = self.teacher_logprobs(model, inputs)
+        student = batch_candidate_logprobs(model, self.processing_class, [self.render(r["prompt"]) for r in inputs],
+                                           [r["candidates"] for r in inputs], self.end_ids)
+        loss = torch.stack([choice_kl(s, t, self.temperature) for s, t in zip(student, teacher)]).mean()
         return (loss, None) if return_outputs else loss

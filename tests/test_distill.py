@@ -63,3 +63,39 @@ def test_teacher_context_holds_what_the_setting_names(tmp_path, context):
     with Memory(tmp_path / "empty") as memory:  # nothing left to absorb: the play logs never come alone
         records, _ = build_dataset([episode(0, True), episode(1, False)], memory, cfg)
     assert len(records) == (2 if context == "trajectories" else 0)
+
+
+def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_together(tiny_model_dir, tmp_path):
+    """The cached, batched loss equals the per-row loss of the reference formulation, and a record's
+    teacher scores are computed once however many steps it appears in."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments
+
+    from agent.policy import candidate_logprobs
+    from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
+    from consolidation.distill import TEACHER_TEMPLATE
+    from consolidation.losses import choice_kl
+
+    policy = Policy.load(str(tiny_model_dir))
+    rows = [{"prompt": acting_messages(f"Objective: get the coin.\nNow: room {i}.\nValid commands: {cmds}\nYour command:"),
+             "privileged_context": knowledge_block(["Go east to find the coin."]), "candidates": cmds.split(", ")}
+            for i, cmds in enumerate(["go east, look", "go west, take coin, look", "open door, go north"])]
+    model = get_peft_model(policy.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.eval()  # no dropout: the two formulations must agree to float precision
+    trainer = ChoiceDistillTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]),
+                                   train_dataset=rows, data_collator=lambda b: b, processing_class=policy.tokenizer,
+                                   end_ids=policy.end_ids, temperature=1.0, teacher_template=TEACHER_TEMPLATE)
+    loss = trainer.compute_loss(model, rows)
+    reference = []
+    for r in rows:
+        student = candidate_logprobs(model, policy.tokenizer, trainer.render(r["prompt"]), r["candidates"], policy.end_ids)
+        with torch.no_grad(), model.disable_adapter():
+            teacher = candidate_logprobs(model, policy.tokenizer, trainer.render(
+                teacher_messages(r["prompt"], r["privileged_context"], TEACHER_TEMPLATE)), r["candidates"], policy.end_ids)
+        reference.append(choice_kl(student, teacher, 1.0))
+    assert torch.allclose(loss, torch.stack(reference).mean(), atol=1e-4)
+    assert loss.requires_grad
+    cached = dict(trainer.teacher_cache)
+    trainer.compute_loss(model, rows[:2])  # a later step with records already seen: nothing rescored
+    assert len(cached) == 3 and trainer.teacher_cache.keys() == cached.keys()
+    assert all(trainer.teacher_cache[k] is cached[k] for k in cached)
