@@ -185,7 +185,7 @@ def recheck_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) ->
     return base_vs_final(cfg, run_dir, specs, "heldout_recheck", console)
 
 
-def targets(main: list[dict], ood: dict, action_mode: str, recheck: dict, lake: list[dict] | None = None) -> dict:
+def targets(main: list[dict], ood: dict | None, action_mode: str, recheck: dict, lake: list[dict] | None = None) -> dict:
     """The targets, each with the measured value and whether it was met. From the rounds table (the loop's
     test games; issue 6's thresholds), and from the recheck on more test games (issue 13's: the final policy
     at 75% or more, 30 points over round 0, episodes at most 0.6 of round 0's cost)."""
@@ -203,7 +203,8 @@ def targets(main: list[dict], ood: dict, action_mode: str, recheck: dict, lake: 
         "final_vs_round1_teacher": {"value": [last["success_no_memory"], teacher1], "target": "final >= teacher",
                                     "met": teacher1 is not None and last["success_no_memory"] >= teacher1},
         f"{cost_key}_ratio": {"value": ratio, "target": "<= 0.7", "met": ratio is not None and ratio <= 0.7},
-        "ood_drop_points": {"value": ood["drop_points"], "target": "<= 2", "met": ood["drop_points"] <= 2},
+        "ood_drop_points": ({"value": ood["drop_points"], "target": "<= 2", "met": ood["drop_points"] <= 2} if ood
+                            else {"value": "not measured (--skip ood)", "target": "<= 2", "met": False}),
         "final_success_recheck": {"value": final, "target": ">= 0.75", "met": final >= 0.75},
         "gain_points_recheck": {"value": recheck["change_points"], "target": ">= 30",
                                 "met": recheck["change_points"] >= 30, "paired_p": recheck["paired_p"]},
@@ -263,6 +264,17 @@ def pct(x: float | None, ci: list[float] | None = None) -> str:
     return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
 
 
+def ood_lines(ood: dict) -> list[str]:
+    change = (f"a drop of {ood['drop_points']} points" if ood["drop_points"] > 0
+              else f"no drop ({-ood['drop_points']:+} points)")
+    return ["### Out of distribution", "",
+            f"Trained on {', '.join(ood['trained_on'])}; evaluated on {', '.join(ood['challenges'])} "
+            f"(n={ood['round0']['n_games']}): base model {pct(ood['round0']['success'], ood['round0']['ci95'])}, "
+            f"final policy ({ood['final_policy'] or 'base model: nothing promoted'}) "
+            f"{pct(ood['final']['success'], ood['final']['ci95'])}: {change} "
+            f"(exact McNemar p = {ood['paired_p']}).", ""]
+
+
 def markdown(result: dict, png: Path, docs: Path) -> str:
     lines = [SECTION[0], "", f"## Learning benchmark (`bench/learning.py`)", "",
              f"Command: `{result['command']}`  ",
@@ -286,14 +298,10 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
                       f"{', '.join(made) or 'none'}.  ",
                   f"Run directory `{arm['run_dir']}`, {arm['wall_s'] / 60:.0f} min.", ""]
     ood = result["ood"]
-    change = (f"a drop of {ood['drop_points']} points" if ood["drop_points"] > 0
-              else f"no drop ({-ood['drop_points']:+} points)")
-    lines += ["### Out of distribution", "",
-              f"Trained on {', '.join(ood['trained_on'])}; evaluated on {', '.join(ood['challenges'])} "
-              f"(n={ood['round0']['n_games']}): base model {pct(ood['round0']['success'], ood['round0']['ci95'])}, "
-              f"final policy ({ood['final_policy'] or 'base model: nothing promoted'}) "
-              f"{pct(ood['final']['success'], ood['final']['ci95'])}: {change} "
-              f"(exact McNemar p = {ood['paired_p']}).", ""]
+    if ood is None:
+        lines += ["### Out of distribution", "", "Not run in this invocation (`--skip ood`).", ""]
+    else:
+        lines += ood_lines(ood)
     recheck = result["heldout_recheck"]
     lines += ["### Test recheck (textworld)", "",
               f"Round 0 and the final policy ({recheck['final_policy'] or 'nothing promoted'}) on "
@@ -312,7 +320,8 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
                          f"{pct(r['success_in_context'], r['ci95_in_context'])} | {r['gate']} |")
     lines += ["", "### Targets", "", "| target | measured | wanted | met |", "|---|---|---|---|"]
     for name, t in result["targets"].items():
-        lines.append(f"| {name} | {t['value']} | {t['target']} | {'yes' if t['met'] else 'no'} |")
+        met = "-" if isinstance(t["value"], str) else "yes" if t["met"] else "no"
+        lines.append(f"| {name} | {t['value']} | {t['target']} | {met} |")
     p = result["targets"]["gain_points"]["paired_p"]
     lines += ["", "Round 0 against the last round, game by game (exact McNemar test): "
               + (f"p = {p}." if p is not None else "not recorded (a run made before per-game outcomes were kept).")]
@@ -364,6 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1, help="games at once (use 16+ on a GPU)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ood", "baselines"],
+                        help="leave these parts out (their targets then read 'not measured')")
     parser.add_argument("--knowledge-model", help="another model that writes the knowledge (baseline)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="any other OELConfig setting for every arm, e.g. --set learning_rate=3e-4")
@@ -392,16 +403,21 @@ def main(argv: list[str] | None = None) -> dict:
             "frozenlake": run_arm("frozenlake", config(challenges=FROZENLAKE, rounds=args.rounds,
                                                        test_games=args.frozenlake_test_games), args.runs_dir, console)}
     recheck = recheck_eval(tw, args.runs_dir / "textworld", args.recheck_games, console)
-    ood_arm = config(challenges=OOD_TRAIN, rounds=args.rounds, eval_in_context=False)
-    arms["ood-train"] = run_arm("ood-train", ood_arm, args.runs_dir, console)
-    ood = ood_eval(ood_arm, args.runs_dir / "ood-train", args.ood_games, console)
+    ood = None
+    if "ood" not in args.skip:
+        ood_arm = config(challenges=OOD_TRAIN, rounds=args.rounds, eval_in_context=False)
+        arms["ood-train"] = run_arm("ood-train", ood_arm, args.runs_dir, console)
+        ood = ood_eval(ood_arm, args.runs_dir / "ood-train", args.ood_games, console)
     baselines = {}
     for name, change in (("knowledge_only", {"teacher_context": "knowledge"}),  # insights alone
                          ("raw_trajectories", {"teacher_context": "trajectories"}),
                          ("sft_on_teacher_samples", {"distill_method": "sft"})):
+        if "baselines" in args.skip:
+            baselines[name] = {"reason": "not run in this invocation (--skip baselines)"}
+            continue
         cfg = config(challenges=TEXTWORLD, rounds=args.baseline_rounds, **change)
         baselines[name] = run_arm(f"baseline-{name}", cfg, args.runs_dir, console)
-    if args.knowledge_model:
+    if args.knowledge_model and "baselines" not in args.skip:
         cfg = config(challenges=TEXTWORLD, rounds=args.baseline_rounds, reflection_model=args.knowledge_model)
         baselines["other_model_knowledge"] = run_arm("baseline-other_model_knowledge", cfg, args.runs_dir, console)
     else:
@@ -420,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict:
         "measured_at": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} CPU cores" + (", CUDA" if _cuda() else ", no GPU"),
         "wall_s": round(sum(a["wall_s"] for a in [*arms.values(), *baselines.values()] if "wall_s" in a)
-                        + ood["wall_s"] + recheck["wall_s"], 1),
+                        + (ood["wall_s"] if ood else 0) + recheck["wall_s"], 1),
         "invocation_wall_s": round(time.time() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

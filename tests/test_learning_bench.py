@@ -59,7 +59,7 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
         assert {"round", "success_no_memory", "success_in_context", "tokens_per_episode", "steps", "n_games",
                 "ci95"} <= set(row)
     assert [r["round"] for r in saved["rounds"]] == [0, 1] and saved["rounds"][0]["success_in_context"] is None
-    assert saved["arms"]["frozenlake"]["rounds"][1]["n_games"] == 2
+    assert saved["arms"]["frozenlake"]["rounds"][1]["n_games"] == 3  # --frozenlake-test-games
     # OOD: trained on coin collector alone, tested on treasure hunter, never the other way round.
     assert saved["ood"]["trained_on"] == bench.OOD_TRAIN and saved["ood"]["challenges"] == bench.OOD
     assert saved["ood"]["round0"]["n_games"] == 2 and "drop_points" in saved["ood"] and "paired_p" in saved["ood"]
@@ -87,6 +87,14 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
         assert all(i.created_by == str(writer) for i in memory.list("all"))
     assert out.with_suffix(".png").stat().st_size > 0
     assert "### Targets" in (tmp_path / "R.md").read_text()
+    assert {"frozenlake_base_success", "frozenlake_gain_points"} <= set(saved["targets"])
+    # Parts can be left out of a later invocation: the finished arms resume from their artifacts, and
+    # what was left out reads "not measured", never a number.
+    again = bench.main(["--quick", "--model", str(tiny_model_dir), "--runs-dir", str(tmp_path / "runs"), "--out",
+                        str(out), "--docs", str(tmp_path / "R.md"), "--set", "distill_steps=1", "--set",
+                        "distill_batch_size=2", "--set", "reflection_max_new_tokens=12", "--skip", "ood", "baselines"])
+    assert again["ood"] is None and again["targets"]["ood_drop_points"]["value"].startswith("not measured")
+    assert again["rounds"] == saved["rounds"] and "Not run in this invocation" in (tmp_path / "R.md").read_text()
 
 
 def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_path, tiny_model_dir):
