@@ -144,7 +144,8 @@ def play(
     if (run_dir / "config.json").is_file():
         cfg = load_run_config(run_dir)  # an existing run keeps its own settings
     else:
-        cfg = load_config(config, model=model, action_mode=mode)
+        # A new run's train games are the ones `--games` asks for (the run's own first round).
+        cfg = load_config(config, model=model, action_mode=mode, train_games=None if game or challenge else games)
     if games is not None and games < 1:
         raise OELError("--games must be a positive integer")
     play_cfg = dataclasses.replace(cfg, max_steps=max_steps) if max_steps is not None else cfg
@@ -204,7 +205,11 @@ def _games_to_play(cfg: OELConfig, run_dir: Path, files, challenges, seed, n) ->
 def _run_train_games(cfg: OELConfig, run_dir: Path, n: int) -> list:
     from consolidation.loop import prepare_games
 
-    return prepare_games(cfg, run_dir, rounds=1, splits=("train",)).train[1][:n]
+    train = prepare_games(cfg, run_dir, rounds=1, splits=("train",)).train[1]
+    if n > len(train):
+        raise OELError(f"{run_dir} has {len(train)} train games a round; play at most --games {len(train)}, "
+                       "or new games with --challenge")
+    return train[:n]
 
 
 @app.command()
