@@ -12,7 +12,7 @@ decides on validation games, and every figure here is on test games, on which no
 Arms (all on fixed seeds; train, validation and test games never share a seed):
 - `textworld`: the method (the default settings: the teacher sees the memory, insights and procedures) on
   TextWorld coin collector + treasure hunter, rounds 0..R;
-- `frozenlake`: the method on TextArena FrozenLake 3x3;
+- `frozenlake`: the method on TextArena FrozenLake 4x4 with 3 holes, reported on 48 distinct test boards;
 - baselines on TextWorld, for --baseline-rounds rounds: insights alone (the paper's teacher), raw
   trajectories alone (both in context = the teacher, and consolidated), off-policy SFT on teacher samples,
   and knowledge written by a different model (`--knowledge-model`, only if one is given: none ships with
