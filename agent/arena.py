@@ -25,7 +25,7 @@ from oel.errors import GameNotMade, OELError
 ARENA_GAMES = {"ta-frozenlake": "FrozenLake-v0-raw", "ta-sokoban": "Sokoban-v0-raw"}
 ARENA_OPTIONS = {
     # The paper's settings are the defaults: FrozenLake 3x3 with 2 holes, start and goal in fixed corners;
-    # Sokoban 6x6 with 1 box and 30 turns. A 3x3 lake has only about 16 distinct boards: suites of dozens of
+    # Sokoban 6x6 with 1 box and 30 turns. A 3x3 lake has only 19 distinct boards (bench/boards.py): suites of dozens of
     # distinct games need `size=4` or more.
     "ta-frozenlake": {"size": 3, "holes": 2},
     "ta-sokoban": {"size": 6, "boxes": 1, "max-turns": 30},

@@ -217,6 +217,15 @@ class SuiteBook:
     def empty(cls) -> SuiteBook:
         return cls({}, [])
 
+    @classmethod
+    def holding(cls, games: list[tuple[Path, str]], split: str, skipped: list[dict] | None = None) -> SuiteBook:
+        """A book that already holds these (file, family) games, met under `split`."""
+        book = cls({}, skipped if skipped is not None else [])
+        for path, _ in games:
+            if path.is_file():
+                book.take(path, split)
+        return book
+
     def take(self, path: Path, split: str) -> str | None:
         """Record a game for `split`; return where it was met before, or None when it is new."""
         key = content_key(path)

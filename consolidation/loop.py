@@ -134,11 +134,8 @@ def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None,
     that repeats a board or world already in the run, or gives no game at all, is replaced and recorded in
     `skipped`. A split the settings give files for (`train_files`...) plays those files instead."""
     suites = Suites.read(run_dir)
-    book = SuiteBook.empty()
-    for path, _ in [g for games in suites.train.values() for g in games] + suites.validation + suites.test:
-        if path.is_file():
-            book.take(path, "recorded")
-    book.skipped = suites.skipped
+    recorded = [g for games in suites.train.values() for g in games] + suites.validation + suites.test
+    book = SuiteBook.holding(recorded, "recorded", suites.skipped)
 
     def suite(split: str, n: int, r: int = 1) -> Games:
         files = {"train": cfg.train_files, "validation": cfg.validation_files, "test": cfg.test_files}[split]

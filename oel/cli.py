@@ -193,10 +193,7 @@ def _games_to_play(cfg: OELConfig, run_dir: Path, files, challenges, seed, n) ->
         from consolidation.loop import Suites
 
         recorded = Suites.read(run_dir)
-        book = SuiteBook.empty()  # never the run's held-out games, even at their seeds
-        for path, _ in recorded.validation + recorded.test:
-            if path.is_file():
-                book.take(path, "held out")
+        book = SuiteBook.holding(recorded.validation + recorded.test, "held out")  # never the run's held-out games
         specs = suite_specs(list(challenges), n or 4, cfg.seed if seed is None else seed)
         return list(zip(make_suite(specs, desc="play", book=book), [s.env_family for s in specs]))
     return []
@@ -502,9 +499,10 @@ def games_make(challenge: str = typer.Argument(..., help="A challenge spec: tw-s
     earlier seed, is replaced by the next replacement seed, with a warning."""
     from agent.games import GameSpec, SuiteBook, make_suite, parse_seeds
 
-    specs = [GameSpec.parse(challenge, seed) for seed in parse_seeds(seeds)]
-    if any(seed < 0 for seed in parse_seeds(seeds)):
+    numbers = parse_seeds(seeds)
+    if any(seed < 0 for seed in numbers):
         raise OELError(f"seeds must be >= 0, got {seeds!r}")
+    specs = [GameSpec.parse(challenge, seed) for seed in numbers]
     book = SuiteBook.empty()
     paths = make_suite(specs, desc=challenge, book=book)
     if as_json:
