@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from agent.device import dtype_name, resolve_device, resolve_dtype
 from oel.config import DEFAULT_MODEL
 from oel.errors import OELError
 
@@ -114,20 +115,35 @@ class Policy:
         """Prompt tokens scored in choose mode, over all threads: taken from a turn cache, or encoded."""
 
     @classmethod
-    def load(cls, model: str = DEFAULT_MODEL, adapters: list[str | Path] = (), name: str | None = None) -> Policy:
+    def load(cls, model: str = DEFAULT_MODEL, adapters: list[str | Path] = (), name: str | None = None,
+             device: str = "auto", dtype: str = "auto") -> Policy:
+        """Load `model` onto `device` in `dtype` (settings as in `agent.device`) and merge `adapters` there.
+
+        transformers picks SDPA attention wherever the model supports it (`runtime()` says which it took).
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        where = resolve_device(device)
+        precision = resolve_dtype(dtype, where)
+        if where.type == "cuda":
+            torch.cuda.set_device(where)  # so the trainer's plain "cuda" is this device too
         path = resolve_model_path(model)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+            lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=precision)
         except OSError as err:
             raise OELError(f"cannot load model {model!r}: {str(err).splitlines()[0]}") from None
+        lm = lm.to(where)
         for adapter in adapters:
             lm = merge_adapter(lm, adapter)
         lm.eval()
         lm.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
         return cls(lm, tokenizer, name or model)
+
+    def runtime(self) -> dict:
+        """Device, dtype and attention kernel, as manifests and bench JSON record them."""
+        return {"device": str(self.model.device), "dtype": dtype_name(self.model.dtype),
+                "attention": getattr(self.model.config, "_attn_implementation", None)}
 
     def as_chat_model(self, **settings):
         """This policy as a LangChain chat model (`agent.chat_model.PolicyChatModel`)."""

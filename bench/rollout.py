@@ -59,6 +59,16 @@ def steps_per_s(policy, games, cfg, concurrency) -> tuple[float, int, float]:
     return steps / (time.perf_counter() - start), steps, sum(len(t["admissible"]) for t in turns) / max(1, len(turns))
 
 
+def machine(policy) -> dict:
+    """What the figures were measured on: the policy's runtime, and the GPU's or the CPU's name."""
+    runtime = policy.runtime()
+    if runtime["device"].startswith("cuda"):
+        runtime["device"] += f" ({torch.cuda.get_device_name(policy.model.device)})"
+    else:
+        runtime["device"] += f" x{torch.get_num_threads()} threads ({platform.machine()})"
+    return runtime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", type=int, default=16, help="games for the fast paths (and the batch size)")
@@ -67,13 +77,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="step limit per game")
     parser.add_argument("--challenges", nargs="+", default=CHALLENGES, metavar="C",
                         help=f"game challenges, as for `oel games make` (default: {' '.join(CHALLENGES)})")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as the config's device)")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (as the config's dtype)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
 
     cfg = OELConfig(max_steps=args.steps)
     specs = suite_specs(args.challenges, args.games, 20_000)
     games = list(zip(make_suite(specs), [s.env_family for s in specs]))
-    fast = Policy.load()
+    fast = Policy.load(device=args.device, dtype=args.dtype)
     naive = NaivePolicy(fast.model, fast.tokenizer, "naive")
     play_games(fast, games[:1], cfg, round=0, seed_base=0)  # warm-up: first-call allocations
 
@@ -94,7 +106,7 @@ def main() -> None:
         "concurrency": args.games, "challenges": args.challenges, "commands_per_step": round(candidates, 1),
         "steps_measured": {"naive": naive_steps, "fast1_no_reuse": plain_steps, "fast1": fast1_steps,
                            f"fast{args.games}": fastk_steps},
-        "device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} ({platform.machine()})",
+        **machine(fast),
     }
     if args.json:
         print(json.dumps(result))

@@ -56,5 +56,7 @@ class ChoiceDistillTrainer(Trainer):
         teacher = self.teacher_logprobs(model, inputs)
         student = batch_candidate_logprobs(model, self.processing_class, [self.render(r["prompt"]) for r in inputs],
                                            [r["candidates"] for r in inputs], self.end_ids)
+        # The scores come back on the CPU (where sampling lives); the trainer wants the loss on the model's device.
         loss = torch.stack([choice_kl(s, t, self.temperature) for s, t in zip(student, teacher)]).mean()
+        loss = loss.to(self.args.device)
         return (loss, None) if return_outputs else loss

@@ -51,7 +51,7 @@ def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> di
     common = dict(output_dir=str(output_dir / "trainer"), per_device_train_batch_size=cfg.distill_batch_size,
                   gradient_accumulation_steps=1, max_steps=cfg.distill_steps, learning_rate=cfg.learning_rate,
                   lr_scheduler_type="constant", max_grad_norm=1.0, report_to=[], save_strategy="no",
-                  logging_steps=1, use_cpu=not _cuda(), seed=cfg.seed,
+                  logging_steps=1, seed=cfg.seed, **precision(policy),
                   disable_tqdm=True)  # DistillProgress shows one bar instead
     method = "sft" if cfg.distill_method == "sft" else objective(cfg)
     with warnings.catch_warnings():
@@ -132,7 +132,10 @@ class DistillProgress(TrainerCallback):
             self.bar.close()
 
 
-def _cuda() -> bool:
+def precision(policy) -> dict:
+    """Train where the policy was loaded, in its precision (mixed precision for half-precision weights;
+    the LoRA weights themselves stay float32, as PEFT makes them)."""
     import torch
 
-    return torch.cuda.is_available()
+    dtype, on_cpu = policy.model.dtype, policy.model.device.type == "cpu"
+    return {"use_cpu": on_cpu, "bf16": dtype == torch.bfloat16 and not on_cpu, "fp16": dtype == torch.float16 and not on_cpu}

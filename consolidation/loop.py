@@ -72,7 +72,9 @@ def check_run_dir(cfg: OELConfig, run_dir: Path) -> None:
             raise OELError(f"{path} is corrupt; fix it or use a new --run-dir") from None
         # A setting added after the run was made counts as its default (what the run used then).
         defaults = OELConfig().to_dict()
-        changed = [k for k, v in cfg.to_dict().items() if k != "rounds" and saved.get(k, defaults[k]) != v]
+        # Where it runs may change between invocations (play on a GPU, consolidate elsewhere); what it does may not.
+        changed = [k for k, v in cfg.to_dict().items()
+                   if k not in ("rounds", "device") and saved.get(k, defaults[k]) != v]
         if changed:
             k = changed[0]
             raise OELError(f"{run_dir} was made with {k}={saved.get(k)!r}, not {getattr(cfg, k)!r}; "
@@ -167,7 +169,7 @@ def consolidation_lock(run_dir: Path) -> DirectoryLock:
 
 def load_policy(cfg: OELConfig, registry: Registry, version: str | None) -> Policy:
     name = f"{cfg.model}+{version}" if version else cfg.model
-    return Policy.load(cfg.model, adapters=registry.lineage(version), name=name)
+    return Policy.load(cfg.model, adapters=registry.lineage(version), name=name, device=cfg.device, dtype=cfg.dtype)
 
 
 def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None) -> list[dict]:
@@ -199,6 +201,8 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
         rows += read_rounds(run_dir)
         current = registry.current()
         policy = load_policy(cfg, registry, current)
+        runtime = policy.runtime()
+        console.print(f"policy on {runtime['device']} in {runtime['dtype']} ({runtime['attention']} attention)")
         if not rows:
             console.print(f"[bold]round 0[/]: evaluating {policy.name} on {len(suites.validation)} validation "
                           f"and {len(suites.test)} test games")
@@ -265,7 +269,8 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
 
 def reflection_policy(cfg: OELConfig, policy: Policy) -> Policy:
     """Who writes the knowledge: the acting policy itself, or `cfg.reflection_model` if one is set."""
-    return Policy.load(cfg.reflection_model) if cfg.reflection_model else policy
+    return (Policy.load(cfg.reflection_model, device=cfg.device, dtype=cfg.dtype) if cfg.reflection_model
+            else policy)
 
 
 def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, episodes: list[dict],
@@ -327,7 +332,7 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
             del student
             distill_s = time.time() - started
             candidate = Policy.load(cfg.model, adapters=[*registry.lineage(current), Path(tmp) / "adapter"],
-                                    name=f"{cfg.model}+{version}")
+                                    name=f"{cfg.model}+{version}", device=cfg.device, dtype=cfg.dtype)
             after = summary(evaluate(candidate, suites.validation, cfg, desc=f"eval {version} (validation)"))
             promoted = after["success_no_memory"] >= parent["success_no_memory"] - cfg.gate_tolerance
             evaluations = {"before": {k: parent[k] for k in EVAL_KEYS}, "after": after}
@@ -336,6 +341,7 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
             manifest = {
                 "version": version, "parent": current, "status": "promoted" if promoted else "rejected",
                 "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "runtime": candidate.runtime(),
                 "knowledge_ids": knowledge_ids,
                 "dataset": {"fingerprint": fingerprint(records), "prefixes": len(records),
                             "teacher_context": cfg.teacher_context},

@@ -36,6 +36,12 @@ class OELConfig:
     """Take the argmax instead of sampling. The 135M model then loops on one command forever, so off by default."""
     max_new_tokens: int = 48
     """Token cap for one generated action (generate mode)."""
+    device: str = "auto"
+    """Where the policy acts, scores, reflects, is evaluated, merges adapters and trains: `auto` (the first CUDA
+    device if there is one, else the CPU), `cpu`, `cuda` or `cuda:N`."""
+    dtype: str = "auto"
+    """Weights' precision: `auto` (bfloat16 on CUDA where supported, else float16 there; float32 on the CPU),
+    `float32`, `bfloat16` or `float16`."""
     thinking: bool = False
     """Generate mode: models whose chat template has a thinking switch (`enable_thinking`, e.g. Qwen3) reason
     in a <think> block first; the command is parsed from what follows it. Raise max_new_tokens to match.
@@ -177,6 +183,10 @@ class OELConfig:
                 GameSpec.parse(challenge, 0)
             except OELError as err:
                 raise OELError(f"config: challenges: {err}") from None
+        from agent.device import check_device_setting, check_dtype_setting
+
+        check_device_setting(self.device)
+        check_dtype_setting(self.dtype)
         if self.memory_url is not None and not self.memory_url.startswith(("http://", "https://")):
             raise OELError(f"config: memory_url must start with http:// or https://, got {self.memory_url!r}")
 
