@@ -48,7 +48,7 @@ def resolve_device(device: str = "auto"):
 
 
 def resolve_dtype(dtype: str, device):
-    """The `torch.dtype` for a setting on a resolved device."""
+    """The `torch.dtype` for a setting on a resolved device (a CUDA one made current: `Policy.load` does)."""
     import torch
 
     check_dtype_setting(dtype)
@@ -56,8 +56,7 @@ def resolve_dtype(dtype: str, device):
         return getattr(torch, dtype)
     if device.type != "cuda":
         return torch.float32
-    with torch.cuda.device(device):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16  # of the current device
 
 
 def dtype_name(dtype) -> str:

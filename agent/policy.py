@@ -124,9 +124,9 @@ class Policy:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         where = resolve_device(device)
-        precision = resolve_dtype(dtype, where)
         if where.type == "cuda":
             torch.cuda.set_device(where)  # so the trainer's plain "cuda" is this device too
+        precision = resolve_dtype(dtype, where)
         path = resolve_model_path(model)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -155,21 +155,11 @@ class Policy:
     @property
     def supports_thinking(self) -> bool:
         """Whether the chat template has a thinking switch (`enable_thinking`, as Qwen3's does)."""
-        return "enable_thinking" in (self.tokenizer.chat_template or "")
+        return supports_thinking(self.tokenizer)
 
     def render(self, messages: list[dict], prefill: str = "", thinking: bool = False) -> str:
-        """The exact text the model sees: the chat template plus an optional start of the answer.
-
-        `thinking` lets a model whose template supports it reason before answering (see `strip_thinking`).
-        """
-        extra = {}
-        if self.supports_thinking:
-            extra["enable_thinking"] = thinking  # such templates think by default: say it either way
-        elif thinking:
-            raise OELError(f"{self.name}'s chat template has no thinking mode (enable_thinking); "
-                           "set thinking = false, or use a model that has one")
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
-                                                  **extra) + prefill
+        """The exact text the model sees (`render_prompt`)."""
+        return render_prompt(self.tokenizer, messages, prefill, thinking, self.name)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -232,6 +222,33 @@ class Policy:
             n = next((i for i, t in enumerate(row) if t in self.end_ids or t == tok.pad_token_id), len(row))
             results.append((cut_at_stop(tok.decode(row[:n], skip_special_tokens=True), stop), n))
         return results
+
+
+def supports_thinking(tokenizer) -> bool:
+    return "enable_thinking" in (tokenizer.chat_template or "")
+
+
+def template_switches(tokenizer, thinking: bool, name: str = "the model") -> dict:
+    """The chat-template arguments of every rendering: acting, reflection, the teacher and both trainers
+    (TRL's SDFT takes them as `chat_template_kwargs`), so the student trains on exactly what it acts with.
+    A template with a thinking switch thinks by default, so the switch is always set, either way."""
+    if supports_thinking(tokenizer):
+        return {"enable_thinking": thinking}
+    if thinking:
+        raise OELError(f"{name}'s chat template has no thinking mode (enable_thinking); "
+                       "set thinking = false, or use a model that has one")
+    return {}
+
+
+def render_prompt(tokenizer, messages: list[dict], prefill: str = "", thinking: bool = False,
+                  name: str = "the model") -> str:
+    """The exact text the model sees: the chat template plus an optional start of the answer.
+
+    `thinking` lets a model whose template supports it reason before answering (see `strip_thinking`).
+    Choose mode never thinks: it scores the commands right after the prompt.
+    """
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                         **template_switches(tokenizer, thinking, name)) + prefill
 
 
 def cut_at_stop(text: str, stop: list[str] | None) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
-from agent.policy import batch_candidate_logprobs
+from agent.policy import batch_candidate_logprobs, render_prompt
 from consolidation.losses import choice_kl
 
 
@@ -38,7 +38,8 @@ class ChoiceDistillTrainer(Trainer):
         """(teacher prompt, commands) -> the frozen teacher's log-probabilities of the commands."""
 
     def render(self, messages: list[dict]) -> str:
-        return self.processing_class.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        """As acting renders a choose-mode prompt (never thinking), so the student learns what it acts on."""
+        return render_prompt(self.processing_class, messages)
 
     def teacher_logprobs(self, model, rows: list[dict]) -> list[torch.Tensor]:
         """The frozen teacher's scores of each row's commands: those not seen yet, in one batch."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from oel.progress import progress
 from transformers import PrinterCallback, TrainerCallback
 
+from agent.policy import template_switches
 from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
 from oel.config import OELConfig
 
@@ -38,9 +39,21 @@ def objective(cfg: OELConfig) -> str:
 
 def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> dict:
     """Train a LoRA adapter on `records` and save it to `output_dir / "adapter"`. Returns the training log."""
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer, method = make_trainer(policy, records, cfg, output_dir)
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
+        trainer.add_callback(DistillProgress(cfg.distill_steps, method))
+        trainer.train()
+    trainer.model.save_pretrained(str(output_dir / "adapter"))
+    return {"method": method, "log": [dict(row) for row in trainer.state.log_history]}
+
+
+def make_trainer(policy, records: list[dict], cfg: OELConfig, output_dir: Path):
+    """The configured trainer for `records` and the name of its method (`sft`, `choices` or `tokens`)."""
     from peft import LoraConfig
 
-    logging.getLogger("transformers").setLevel(logging.ERROR)
     # Exactly `distill_steps` batches: prefixes are cycled (in a seeded shuffle) when there are fewer than
     # steps x batch. Each pass scores or samples afresh with the current student, so steps stay on-policy.
     needed = cfg.distill_steps * cfg.distill_batch_size
@@ -54,19 +67,8 @@ def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> di
                   logging_steps=1, seed=cfg.seed, **precision(policy),
                   disable_tqdm=True)  # DistillProgress shows one bar instead
     method = "sft" if cfg.distill_method == "sft" else objective(cfg)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if method == "sft":
-            trainer = _sft_trainer(policy, rows, cfg, common, lora)
-        elif method == "choices":
-            trainer = _choice_trainer(policy, rows, cfg, common, lora)
-        else:
-            trainer = _sdft_trainer(policy, rows, cfg, common, lora)
-        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
-        trainer.add_callback(DistillProgress(cfg.distill_steps, method))
-        trainer.train()
-    trainer.model.save_pretrained(str(output_dir / "adapter"))
-    return {"method": method, "log": [dict(row) for row in trainer.state.log_history]}
+    build = {"sft": _sft_trainer, "choices": _choice_trainer, "tokens": _sdft_trainer}[method]
+    return build(policy, rows, cfg, common, lora), method
 
 
 def _sdft_trainer(policy, rows, cfg, common, lora):
@@ -76,7 +78,9 @@ def _sdft_trainer(policy, rows, cfg, common, lora):
     args = SDFTConfig(**common, num_generations=1, max_completion_length=cfg.distill_max_new_tokens,
                       temperature=cfg.distill_temperature, top_p=0.8, top_k=20, distillation_alpha=1.0,
                       distillation_mode="topk_logits", distillation_topk=cfg.distill_topk,
-                      teacher_model_kind="base", teacher_prompt_template=TEACHER_TEMPLATE)
+                      teacher_model_kind="base", teacher_prompt_template=TEACHER_TEMPLATE,
+                      # rendered as acting renders it (generate mode thinks when cfg.thinking says so)
+                      chat_template_kwargs=template_switches(policy.tokenizer, cfg.thinking, policy.name))
     data = Dataset.from_list([{"prompt": r["prompt"], "privileged_context": r["privileged_context"]} for r in rows])
     return SDFTTrainer(model=policy.model, args=args, train_dataset=data, processing_class=policy.tokenizer,
                        peft_config=lora)
