@@ -4,6 +4,7 @@ Run directory layout (every artifact says what made it):
     config.json                   the settings of this run
     games.json                    each round's train games, the validation and the test games (disjoint seeds)
     trajectories/round_<r>.jsonl  every episode of round r, with every turn's prefix
+    trajectories/round_<r>.<worker>.jsonl  round r's episodes played by `oel play --worker <worker>`
     memory/                       the Chroma knowledge memory
     checkpoints/v<n>/             LoRA adapter + manifest.json (parent, status, knowledge_ids, games, eval, config)
     reports/rounds.jsonl          one row per round; reports/learning_curve.png
@@ -32,6 +33,7 @@ point continues where it stopped, with nothing lost or done twice:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -211,6 +213,9 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
             rows.append(append_row(run_dir, 0, policy.name, test, memory, "-", validation=validation))
         for r in range(len(rows), cfg.rounds + 1):
             episodes = play_round(cfg, run_dir, policy, memory, suites.train[r], r, console)
+            if workers := workers_episodes(run_dir, r):  # played elsewhere for this round: they count too
+                console.print(f"  with {len(workers)} episodes that workers logged for round {r}")
+                episodes += workers
             console.print(f"  train: won {sum(e['won'] for e in episodes)}/{len(episodes)}; "
                           f"memory holds {memory.count('active')} active items "
                           f"({memory.count('quarantined')} quarantined)")
@@ -238,6 +243,31 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
     png = plot_rounds(rows, run_dir / "reports" / "learning_curve.png")
     console.print(f"learning curve: {png}\nrun directory: {run_dir}")
     return rows
+
+
+WORKER_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def check_worker_name(name: str) -> None:
+    """A worker's name becomes part of a file name: letters, digits, '-' and '_' only."""
+    if not WORKER_NAME.fullmatch(name):
+        raise OELError(f"--worker must be 1-40 letters, digits, '-' or '_', got {name!r}")
+
+
+def worker_log(run_dir: Path, r: int, worker: str) -> Path:
+    """Where worker `worker` logs round r's episodes (`oel play --worker`)."""
+    return run_dir / "trajectories" / f"round_{r}.{worker}.jsonl"
+
+
+def next_round(run_dir: Path, registry: Registry) -> int:
+    """The round whose consolidation the episodes played now will feed: one past the last round recorded
+    (by the loop's rounds table, or by the checkpoints `oel consolidate` made)."""
+    return max(len(read_rounds(run_dir)), len(registry.manifests()) + 1)
+
+
+def workers_episodes(run_dir: Path, r: int) -> list[dict]:
+    """Round r's episodes logged by `oel play --worker` processes (not the loop's own)."""
+    return load_trajectories(sorted((run_dir / "trajectories").glob(f"round_{r}.*.jsonl")))
 
 
 def logged_episodes(run_dir: Path) -> list[dict]:

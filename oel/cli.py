@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import warnings
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -133,6 +134,8 @@ def play(
     model: Optional[str] = typer.Option(None, help="Model to play with (new run directories only)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="choose or generate (new run directories only)."),
     reflect: bool = typer.Option(True, help="Write knowledge into the memory after each game."),
+    worker: Optional[str] = typer.Option(None, "--worker", help="Play as one of many workers on a shared run "
+                                         "directory: log to trajectories/round_<r>.<NAME>.jsonl (docs/DISTRIBUTED.md)."),
 ):
     """Play games with the current policy, log trajectories and reflect into memory. Plays only what it is
     asked: --game files, new --challenge games, or else the run's train games; never the held-out ones.
@@ -153,10 +156,15 @@ def play(
     from agent.policy import check_model
     from agent.rollout import play_games
     from consolidation.checkpoints import Registry
-    from consolidation.loop import check_run_dir, load_policy, reflection_policy, write_run_config
+    from consolidation.loop import (check_run_dir, check_worker_name, load_policy, next_round, reflection_policy,
+                                    worker_log, write_run_config)
     from memory.store import open_memory
     from memory.reflection import make_reflector
 
+    if worker is not None:
+        check_worker_name(worker)
+        if not (game or challenge):  # else every worker would play the same train games
+            raise OELError("a worker plays games of its own: give --challenge with a --seed of its own, or --game files")
     to_play = _games_to_play(cfg, run_dir, game, challenge, seed, games)  # bad specs or paths fail before the model loads
     check_model(cfg.model)
     if cfg.reflection_model:
@@ -170,9 +178,13 @@ def play(
         policy = load_policy(cfg, registry, registry.current())
         writer = reflection_policy(cfg, policy) if reflect else None
         reflector = make_reflector(writer, memory, cfg, writer.name) if reflect else None
-        episodes = play_games(policy, to_play, play_cfg, round=0, seed_base=cfg.seed * 7919,
-                              log_path=run_dir / "trajectories" / "play.jsonl", reflect=reflector,
-                              concurrency=concurrency)
+        if worker is None:
+            r, log_path, seed_base = 0, run_dir / "trajectories" / "play.jsonl", cfg.seed * 7919
+        else:  # a worker's episodes feed the next consolidation: they carry its round
+            r = next_round(run_dir, registry)
+            log_path, seed_base = worker_log(run_dir, r, worker), cfg.seed * 7919 + zlib.crc32(worker.encode())
+        episodes = play_games(policy, to_play, play_cfg, round=r, seed_base=seed_base, log_path=log_path,
+                              reflect=reflector, concurrency=concurrency)
         for e in episodes:
             console.print(f"{Path(e['game']).name}: {e['outcome']} in {e['steps']} steps, score {e['score']}/{e['max_score']}")
         console.print(f"won {sum(e['won'] for e in episodes)}/{len(episodes)}; memory: {memory.count('active')} active items")
