@@ -1,10 +1,13 @@
 """Concurrent games with their model calls batched into one forward pass.
 
 `BatchedPolicy` wraps a `Policy` for K games that run at once (one thread each, same acting graph).
-Every game's `choose` call goes into a queue; a worker thread takes whatever is waiting, scores all
-those prompts and all their candidate commands in one batched shared-prefix pass, and hands each game
-its own result. Sampling still uses each game's own seeded generator, so a game's actions depend only
-on its own scores.
+Every game's `choose` and `generate` call goes into a queue; a worker thread takes whatever is waiting:
+- all `choose` calls are scored in one batched shared-prefix pass (prompts and all their candidate
+  commands). Sampling still uses each game's own seeded generator, so a game's actions depend only on its
+  own scores;
+- `generate` calls with the same settings (generate-mode acting, reflection) become one batched
+  `generate` over all their prompts.
+Each game gets its own result.
 """
 
 from __future__ import annotations
@@ -29,8 +32,17 @@ class _Request:
     future: Future = field(default_factory=Future)
 
 
+@dataclass
+class _Generation:
+    prompts: list[str]
+    settings: tuple
+    """(max_new_tokens, temperature, greedy, top_p, top_k, stop, max_time): calls batch when these agree."""
+    future: Future = field(default_factory=Future)
+
+
 class BatchedPolicy:
-    """A `Policy` whose `choose` calls from concurrent games are batched. Everything else is delegated."""
+    """A `Policy` whose `choose` and `generate` calls from concurrent games are batched. Everything else is
+    delegated."""
 
     def __init__(self, policy: Policy, max_batch: int = 16, wait_s: float = 0.02):
         self.policy = policy
@@ -50,6 +62,17 @@ class BatchedPolicy:
         if not candidates:
             raise OELError("no admissible commands to choose from")
         request = _Request(prompt, candidates, temperature, greedy, generator)
+        self._queue.put(request)
+        return request.future.result()
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.7,
+                 greedy: bool = False, top_p: float = 0.8, top_k: int = 20, stop: list[str] | None = None,
+                 max_time: float | None = None, streamer=None) -> list[tuple[str, int]]:
+        if streamer is not None:  # a stream belongs to one caller: not batched
+            return self.policy.generate(prompts, max_new_tokens, temperature, greedy, top_p, top_k, stop,
+                                        max_time, streamer)
+        request = _Generation(list(prompts), (max_new_tokens, temperature, greedy, top_p, top_k,
+                                              tuple(stop or ()), max_time))
         self._queue.put(request)
         return request.future.result()
 
@@ -74,16 +97,43 @@ class BatchedPolicy:
                     self._queue.put(None)
                     break
                 batch.append(request)
-            try:
-                self.batch_sizes.append(len(batch))
-                with torch.no_grad():
-                    scores = batch_candidate_logprobs(self.policy.model, self.policy.tokenizer,
-                                                      [r.prompt for r in batch], [r.candidates for r in batch],
-                                                      self.policy.end_ids)
-                for request, s in zip(batch, scores):
-                    request.future.set_result(self.policy.pick(s, request.candidates, request.temperature,
-                                                               request.greedy, request.generator))
-            except Exception as err:  # hand the error to every waiting game instead of hanging them
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(err)
+            self.batch_sizes.append(len(batch))
+            self._run([r for r in batch if isinstance(r, _Request)])
+            groups: dict[tuple, list[_Generation]] = {}
+            for r in batch:
+                if isinstance(r, _Generation):
+                    groups.setdefault(r.settings, []).append(r)
+            for requests in groups.values():
+                self._run_generation(requests)
+
+    def _run(self, batch: list[_Request]) -> None:
+        if not batch:
+            return
+        try:
+            with torch.no_grad():
+                scores = batch_candidate_logprobs(self.policy.model, self.policy.tokenizer,
+                                                  [r.prompt for r in batch], [r.candidates for r in batch],
+                                                  self.policy.end_ids)
+            for request, s in zip(batch, scores):
+                request.future.set_result(self.policy.pick(s, request.candidates, request.temperature,
+                                                           request.greedy, request.generator))
+        except Exception as err:  # hand the error to every waiting game instead of hanging them
+            _fail(batch, err)
+
+    def _run_generation(self, batch: list[_Generation]) -> None:
+        max_new_tokens, temperature, greedy, top_p, top_k, stop, max_time = batch[0].settings
+        try:
+            results = self.policy.generate([p for r in batch for p in r.prompts], max_new_tokens, temperature,
+                                           greedy, top_p, top_k, list(stop) or None, max_time)
+            at = 0
+            for request in batch:
+                request.future.set_result(results[at:at + len(request.prompts)])
+                at += len(request.prompts)
+        except Exception as err:
+            _fail(batch, err)
+
+
+def _fail(batch: list, err: Exception) -> None:
+    for request in batch:
+        if not request.future.done():
+            request.future.set_exception(err)

@@ -41,19 +41,28 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     come first and the fixed ones only come with them, as in the consolidation teacher's prompt
     (`consolidation.dataset.build_dataset`).
 
-    With `concurrency` K > 1, K games run at once through the same graph (one thread each) and, in choose
-    mode, their scoring is batched into shared forward passes (`agent.batching.BatchedPolicy`).
+    With `concurrency` K > 1, K games run at once through the same graph (one thread each), and their model
+    calls are batched (`agent.batching.BatchedPolicy`): choose-mode scoring into shared forward passes,
+    generate-mode acting and the reflections of games that finish together into batched `generate` calls.
     Episodes are logged in the order they finish (a crash loses none that finished), and returned in the
     order of `games`, so two evaluations of the same suite pair up game by game.
     """
     todo = [(i, game, family) for i, (game, family) in enumerate(games) if Path(game).name not in skip]
-    acting = policy
-    if concurrency > 1 and cfg.action_mode == "choose":
+    acting, batched = policy, []
+    if concurrency > 1:
         from agent.batching import BatchedPolicy
 
         acting = BatchedPolicy(policy, max_batch=concurrency)
-    if reflect is not None and concurrency > 1:
-        reflect = _serialised(reflect)  # one memory writer at a time
+        batched.append(acting)
+        if hasattr(reflect, "using"):  # a memory.reflection.Reflector: its generations batch too, and it
+            # serialises its own memory writes
+            if reflect.policy is policy:
+                reflect = reflect.using(acting)
+            elif reflect.policy is not None:  # another model reflects: batch its calls apart
+                reflect = reflect.using(BatchedPolicy(reflect.policy, max_batch=concurrency))
+                batched.append(reflect.policy)
+        elif reflect is not None:
+            reflect = _serialised(reflect)  # one memory writer at a time
 
     def play_one(i: int, game: Path, family: str) -> dict:
         env = open_env(game, family, cfg.max_steps + 1)
@@ -97,8 +106,8 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
         if log is not None:
             log.close()
     bar.close()
-    if acting is not policy:
-        acting.close()
+    for server in batched:
+        server.close()
     return [records[i] for i in sorted(records)]
 
 

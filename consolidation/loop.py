@@ -52,7 +52,7 @@ from consolidation.evaluate import evaluate, teacher_sources
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from consolidation.utility import measure_utilities
 from memory.lock import DirectoryLock
-from memory.reflection import make_reflector
+from memory.reflection import Reflector
 from memory.store import Memory, open_memory
 from oel.config import OELConfig, load_run_config
 from oel.errors import Interrupted, OELError
@@ -292,7 +292,7 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
                       + (f" ({len(played)} already played)" if played else ""))
     writer = reflection_policy(cfg, policy)
     logged += play_games(policy, train, cfg, r, seed_base=cfg.seed * 7919 + r * 101, log_path=log_path,
-                         reflect=make_reflector(writer, memory, cfg, created_by=writer.name),
+                         reflect=Reflector(writer, memory, cfg, created_by=writer.name),
                          skip=frozenset(played), concurrency=cfg.concurrency, desc=f"play round {r}")
     return logged
 

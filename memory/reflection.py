@@ -15,7 +15,9 @@ stripped and the length is capped (`oel.text.sanitize`).
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
 
 from memory.grounding import grounding_problem, is_degenerate
 from memory.procedures import extract_procedure
@@ -67,33 +69,47 @@ def parse_items(text: str, max_items: int = 2, max_chars: int = 300, prefill: st
     return items + loops[:max_items]
 
 
-def make_reflector(policy, memory, cfg, created_by: str):
-    """The reflect step for the acting graph: writes the episode's insights and procedure into `memory`.
+class Reflector:
+    """The reflect step of the acting graph: writes an episode's insights and procedure into `memory`.
 
-    `policy` writes the insights (None: procedures only). Returns a callable (state, context) -> ids of
-    the items stored or merged, quarantined ones included.
+    `policy` writes the insights (None: procedures only). Calling it with (state, context) returns the ids
+    of the items stored or merged, quarantined ones included. The lessons are generated outside the writer
+    lock, so when concurrent games reflect through a `BatchedPolicy` (`using`), their generations share
+    batched calls; the memory writes are serialised.
     """
 
-    def reflect(state, context) -> list[str]:
-        env = context.env.family
+    def __init__(self, policy, memory, cfg, created_by: str):
+        self.policy, self.memory, self.cfg, self.created_by = policy, memory, cfg, created_by
+        self._writes = threading.Lock()
+
+    def using(self, policy) -> Reflector:
+        """The same reflector (same memory, same writer lock) generating with `policy`."""
+        other = copy.copy(self)
+        other.policy = policy
+        return other
+
+    def lessons(self, env: str, state) -> list[str]:
+        """Every distinct lesson parsed from `reflection_samples` answers (one batched generate call)."""
+        cfg = self.cfg
+        messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason)
+        answers = self.policy.generate([self.policy.render(messages, prefill=PREFILL)] * cfg.reflection_samples,
+                                       cfg.reflection_max_new_tokens, temperature=0.7)
+        return list(dict.fromkeys(item for text, _ in answers for item in
+                                  parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars, PREFILL)))
+
+    def __call__(self, state, context) -> list[str]:
+        cfg, env = self.cfg, context.env.family
         episode = {"turns": state.turns, "won": state.won, "outcome": state.outcome, "objective": state.objective}
         provenance = dict(env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,
-                          round=context.extra.get("round", 0), created_by=created_by)
-        ids = []
-        if policy is not None:
-            messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason)
-            answers = policy.generate([policy.render(messages, prefill=PREFILL)] * cfg.reflection_samples,
-                                      cfg.reflection_max_new_tokens, temperature=0.7)
-            lessons = list(dict.fromkeys(item for text, _ in answers for item in
-                                         parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars,
-                                                     PREFILL)))
-            verdicts = [(lesson, grounding_problem(lesson, episode)) for lesson in lessons]
-            kept = [(lesson, None) for lesson, problem in verdicts if problem is None][:cfg.max_items_per_episode]
-            for lesson, problem in kept or verdicts[:1]:
-                ids.append(memory.add(lesson, **provenance, merge_distance=cfg.merge_distance, quarantine=problem)[0])
+                          round=context.extra.get("round", 0), created_by=self.created_by)
+        lessons = self.lessons(env, state) if self.policy is not None else []
+        verdicts = [(lesson, grounding_problem(lesson, episode)) for lesson in lessons]
+        kept = [(lesson, None) for lesson, problem in verdicts if problem is None][:cfg.max_items_per_episode]
         procedure = extract_procedure(episode, env, cfg.max_procedure_chars)
-        if procedure is not None:
-            ids.append(memory.add(procedure.text, **provenance, kind="procedure", signature=procedure.signature)[0])
+        ids = []
+        with self._writes:  # one memory writer at a time (merging reads, then updates)
+            for lesson, problem in kept or verdicts[:1]:
+                ids.append(self.memory.add(lesson, **provenance, merge_distance=cfg.merge_distance, quarantine=problem)[0])
+            if procedure is not None:
+                ids.append(self.memory.add(procedure.text, **provenance, kind="procedure", signature=procedure.signature)[0])
         return ids
-
-    return reflect

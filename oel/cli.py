@@ -159,7 +159,7 @@ def play(
     from consolidation.loop import (check_run_dir, check_worker_name, load_policy, next_round, reflection_policy,
                                     worker_log, write_run_config)
     from memory.store import open_memory
-    from memory.reflection import make_reflector
+    from memory.reflection import Reflector
 
     if worker is not None:
         check_worker_name(worker)
@@ -177,7 +177,7 @@ def play(
         to_play = to_play or _run_train_games(cfg, run_dir, games or 4)
         policy = load_policy(cfg, registry, registry.current())
         writer = reflection_policy(cfg, policy) if reflect else None
-        reflector = make_reflector(writer, memory, cfg, writer.name) if reflect else None
+        reflector = Reflector(writer, memory, cfg, writer.name) if reflect else None
         if worker is None:
             r, log_path, seed_base = 0, run_dir / "trajectories" / "play.jsonl", cfg.seed * 7919
         else:  # a worker's episodes feed the next consolidation: they carry its round

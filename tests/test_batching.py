@@ -66,3 +66,51 @@ def test_concurrent_games_reflect_into_one_memory(tiny_policy, tmp_path):
                              reflect=reflect, concurrency=3)
         assert len(calls) == 3 and memory.count("active") == 3
         assert {r["knowledge_written"][0] for r in records} == set(calls)
+
+
+def test_concurrent_generate_calls_batch_and_match_one_call_at_a_time(tiny_policy):
+    """Generate-mode acting and reflection under --concurrency: calls with the same settings become one
+    batched generate; greedy decoding gives each caller what a call of its own gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batched = BatchedPolicy(tiny_policy, max_batch=4, wait_s=0.5)
+    prompts = [tiny_policy.render([{"role": "user", "content": text}])
+               for text in ("go", "you are in a cellar with an exit to the west", "take the coin", "look around")]
+    with ThreadPoolExecutor(4) as pool:  # each caller sends two prompts, as a reflection sends its samples
+        got = list(pool.map(lambda p: batched.generate([p, p], 8, greedy=True), prompts))
+    other = batched.generate([prompts[0]], 5, greedy=True)  # other settings: a batch of its own
+    batched.close()
+    assert batched.batch_sizes[0] > 1 and sum(batched.batch_sizes) == 5
+    for prompt, pair in zip(prompts, got):
+        [alone] = tiny_policy.generate([prompt], 8, greedy=True)
+        assert pair == [alone, alone]
+    assert other == tiny_policy.generate([prompts[0]], 5, greedy=True)
+
+
+def test_concurrent_games_reflect_in_batched_calls(tiny_policy, tmp_path):
+    from agent.games import GameSpec, make_game
+    from agent.rollout import play_games
+    from memory.reflection import Reflector
+    from memory.store import Memory
+
+    class Counting:  # the policy, counting the prompts of every generate call it serves
+        def __init__(self, policy):
+            self.policy, self.calls = policy, []
+
+        def __getattr__(self, name):
+            return getattr(self.policy, name)
+
+        def generate(self, prompts, *args, **kwargs):
+            self.calls.append(len(prompts))
+            return self.policy.generate(prompts, *args, **kwargs)
+
+    writer = Counting(tiny_policy)
+    games = [(make_game(GameSpec("tw-coin_collector", 1, 424242 + i)), "tw-coin_collector") for i in range(4)]
+    cfg = OELConfig(model="tiny", max_steps=1, reflection_samples=2, reflection_max_new_tokens=4)
+    with Memory(tmp_path / "m") as memory:
+        records = play_games(writer, games, cfg, 1, seed_base=0, reflect=Reflector(writer, memory, cfg, "tiny"),
+                             concurrency=4)
+        sources = [i.source for i in memory.list("all")]
+    assert sum(writer.calls) == 4 * 2  # every game reflected once, with its 2 samples
+    assert max(writer.calls) > 2  # games that finished together shared a generate call
+    assert sorted(set(sources)) == sorted(r["id"] for r in records)

@@ -59,7 +59,7 @@ class ScriptedWriter:
 def reflect_with(answers, tmp_path, logged):
     from types import SimpleNamespace
 
-    from memory.reflection import make_reflector
+    from memory.reflection import Reflector
     from memory.store import Memory
     from oel.config import OELConfig
 
@@ -68,7 +68,7 @@ def reflect_with(answers, tmp_path, logged):
     context = SimpleNamespace(env=SimpleNamespace(family="tw-coin_collector"), extra={"episode_id": "r1-x", "round": 1})
     cfg = OELConfig(reflection_samples=len(answers))
     with Memory(tmp_path / "m") as memory:
-        ids = make_reflector(ScriptedWriter(answers), memory, cfg, "writer")(state, context)
+        ids = Reflector(ScriptedWriter(answers), memory, cfg, "writer")(state, context)
         return [memory.get(i) for i in ids]
 
 
