@@ -1,6 +1,6 @@
 """Rollout benchmark: steps per second of choose-mode play, naive versus the project's fast path.
 
-    .venv/bin/python bench/rollout.py [--games 16] [--steps 6] [--challenges C ...] [--json]
+    .venv/bin/python bench/rollout.py [--games 16] [--steps 6] [--generate-games 4] [--challenges C ...] [--device D] [--json]
 
 - naive: one game at a time; every candidate command is scored with a full forward pass over prompt +
   candidate, so the whole prompt is re-encoded for every candidate, every turn;
@@ -9,6 +9,11 @@
 - fast@1: the same, plus the previous turn's cache reused where the prompt only grew (`TurnCache`);
 - fast@K: K games at once through the same graph, their scoring batched into shared forward passes (each
   batch encodes its prompts from scratch: games' caches differ in length).
+
+- generate@1 and generate@G: generate mode (the model writes each command), one game at a time and G
+  games at once (their `generate` calls batched);
+- reflect@1 and reflect@K: the lessons of fast@K's K episodes generated one episode at a time, and all at
+  once (their `generate` calls batched, as concurrent play does).
 
 `fast_steps_per_s` is the best of fast@1 and fast@K on this machine (`fast_path` says which), `speedup` is
 that over naive, and `batched_speedup` is fast@K over fast@1. All figures come from one run on one
@@ -26,16 +31,22 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
+import dataclasses
 import json
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import oel  # noqa: F401  (offline settings)
 import torch
 
 from agent.games import make_suite, suite_specs
 from agent.policy import Policy, naive_candidate_logprobs
+from agent.batching import BatchedPolicy
 from agent.rollout import play_games
+from memory.reflection import Reflector
+from oel.progress import progress
 from oel.config import OELConfig
 
 CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
@@ -49,14 +60,29 @@ class NaivePolicy(Policy):
         return naive_candidate_logprobs(self.model, self.tokenizer, prompt, candidates, self.end_ids)
 
 
-def steps_per_s(policy, games, cfg, concurrency) -> tuple[float, int, float]:
-    """Steps per second, steps played, and the mean number of commands scored a step."""
+def steps_per_s(policy, games, cfg, concurrency) -> tuple[float, int, float, list[dict]]:
+    """Steps per second, steps played, the mean number of commands scored a step, and the episodes."""
     start = time.perf_counter()
     records = play_games(policy, games, cfg, round=0, seed_base=0, concurrency=concurrency,
-                         desc=f"{type(policy).__name__}@{concurrency}")
+                         desc=f"{type(policy).__name__} {cfg.action_mode}@{concurrency}")
     steps = sum(r["steps"] for r in records)
     turns = [t for r in records for t in r["turns"]]
-    return steps / (time.perf_counter() - start), steps, sum(len(t["admissible"]) for t in turns) / max(1, len(turns))
+    commands = sum(len(t["admissible"]) for t in turns) / max(1, len(turns))
+    return steps / (time.perf_counter() - start), steps, commands, records
+
+
+def reflections_per_s(policy, episodes, cfg, concurrency) -> float:
+    """Episodes reflected on per second (the lessons' generation, `reflection_samples` answers each), one
+    episode at a time or `concurrency` at once through a `BatchedPolicy`, as concurrent play does."""
+    writer = BatchedPolicy(policy, max_batch=concurrency) if concurrency > 1 else policy
+    reflector = Reflector(writer, None, cfg, "bench")
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(progress(pool.map(lambda e: reflector.lessons(e["env"], SimpleNamespace(**e)), episodes),
+                      total=len(episodes), desc=f"reflect@{concurrency}", unit="episode"))
+    if writer is not policy:
+        writer.close()
+    return len(episodes) / (time.perf_counter() - start)
 
 
 def machine(policy) -> dict:
@@ -75,6 +101,8 @@ def main() -> None:
     parser.add_argument("--naive-games", type=int, default=4,
                         help="games for the naive path (~3 s a step on 2 CPU cores; fewer games, a noisier rate)")
     parser.add_argument("--steps", type=int, default=6, help="step limit per game")
+    parser.add_argument("--generate-games", type=int, default=4,
+                        help="games for generate mode, played one at a time and all at once (it is slow on a CPU)")
     parser.add_argument("--challenges", nargs="+", default=CHALLENGES, metavar="C",
                         help=f"game challenges, as for `oel games make` (default: {' '.join(CHALLENGES)})")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as the config's device)")
@@ -89,13 +117,20 @@ def main() -> None:
     naive = NaivePolicy(fast.model, fast.tokenizer, "naive")
     play_games(fast, games[:1], cfg, round=0, seed_base=0)  # warm-up: first-call allocations
 
-    naive_rate, naive_steps, _ = steps_per_s(naive, games[:args.naive_games], cfg, 1)
+    naive_rate, naive_steps, _, _ = steps_per_s(naive, games[:args.naive_games], cfg, 1)
     fast.reuse_cache = False
-    plain_rate, plain_steps, candidates = steps_per_s(fast, games, cfg, 1)
+    plain_rate, plain_steps, candidates, _ = steps_per_s(fast, games, cfg, 1)
     fast.reuse_cache, fast.prompt_tokens = True, {"reused": 0, "encoded": 0}
-    fast1_rate, fast1_steps, _ = steps_per_s(fast, games, cfg, 1)
+    fast1_rate, fast1_steps, _, _ = steps_per_s(fast, games, cfg, 1)
     reused = fast.prompt_tokens["reused"] / max(1, fast.prompt_tokens["reused"] + fast.prompt_tokens["encoded"])
-    fastk_rate, fastk_steps, _ = steps_per_s(fast, games, cfg, args.games)
+    fastk_rate, fastk_steps, _, episodes = steps_per_s(fast, games, cfg, args.games)
+    # Generate mode (the model writes each command) and reflection, one at a time against batched.
+    written = dataclasses.replace(cfg, action_mode="generate")
+    few = games[:args.generate_games]
+    gen1_rate, gen1_steps, _, _ = steps_per_s(fast, few, written, 1)
+    genk_rate, genk_steps, _, _ = steps_per_s(fast, few, written, len(few))
+    reflect1_rate = reflections_per_s(fast, episodes, cfg, 1)
+    reflectk_rate = reflections_per_s(fast, episodes, cfg, len(episodes))
     best_rate, best_path = max((fast1_rate, "fast@1"), (fastk_rate, f"fast@{args.games}"))
     result = {
         "naive_steps_per_s": round(naive_rate, 3), "fast1_no_reuse_steps_per_s": round(plain_rate, 3),
@@ -104,8 +139,14 @@ def main() -> None:
         "speedup": round(best_rate / naive_rate, 2), "batched_speedup": round(fastk_rate / fast1_rate, 2),
         "reuse_speedup": round(fast1_rate / plain_rate, 2), "prompt_tokens_reused": round(reused, 3),
         "concurrency": args.games, "challenges": args.challenges, "commands_per_step": round(candidates, 1),
+        "generate1_steps_per_s": round(gen1_rate, 3), f"generate{len(few)}_steps_per_s": round(genk_rate, 3),
+        "generate_batched_speedup": round(genk_rate / gen1_rate, 2),
+        "reflect1_episodes_per_s": round(reflect1_rate, 3),
+        f"reflect{len(episodes)}_episodes_per_s": round(reflectk_rate, 3),
+        "reflect_batched_speedup": round(reflectk_rate / reflect1_rate, 2),
         "steps_measured": {"naive": naive_steps, "fast1_no_reuse": plain_steps, "fast1": fast1_steps,
-                           f"fast{args.games}": fastk_steps},
+                           f"fast{args.games}": fastk_steps, "generate1": gen1_steps,
+                           f"generate{len(few)}": genk_steps},
         **machine(fast),
     }
     if args.json:
