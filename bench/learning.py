@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1, help="games at once (use 16+ on a GPU)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["ood", "baselines"],
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ood", "baselines", "frozenlake"],
                         help="leave these parts out (their targets then read 'not measured')")
     parser.add_argument("--knowledge-model", help="another model that writes the knowledge (baseline)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
@@ -399,9 +399,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     tw = config(challenges=TEXTWORLD, rounds=args.rounds)
 
-    arms = {"textworld": run_arm("textworld", tw, args.runs_dir, console),
-            "frozenlake": run_arm("frozenlake", config(challenges=FROZENLAKE, rounds=args.rounds,
-                                                       test_games=args.frozenlake_test_games), args.runs_dir, console)}
+    arms = {"textworld": run_arm("textworld", tw, args.runs_dir, console)}
+    if "frozenlake" not in args.skip:
+        arms["frozenlake"] = run_arm("frozenlake", config(challenges=FROZENLAKE, rounds=args.rounds,
+                                                          test_games=args.frozenlake_test_games), args.runs_dir, console)
     recheck = recheck_eval(tw, args.runs_dir / "textworld", args.recheck_games, console)
     ood = None
     if "ood" not in args.skip:
@@ -428,13 +429,15 @@ def main(argv: list[str] | None = None) -> dict:
         "teacher_context": tw.teacher_context,
         "rounds": arms["textworld"]["rounds"], "arms": arms, "baselines": baselines, "ood": ood,
         "heldout_recheck": recheck,
-        "targets": targets(arms["textworld"]["rounds"], ood, tw.action_mode, recheck, arms["frozenlake"]["rounds"]),
+        "targets": targets(arms["textworld"]["rounds"], ood, tw.action_mode, recheck,
+                           arms["frozenlake"]["rounds"] if "frozenlake" in arms else None),
         "config": {"textworld": tw.to_dict(), "frozenlake_challenges": FROZENLAKE, "ood_train": OOD_TRAIN,
                    "ood_challenges": OOD,
                    "ood_games": args.ood_games, "recheck_games": args.recheck_games, "baseline_rounds": args.baseline_rounds},
         "command": "python bench/learning.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "measured_at": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} CPU cores" + (", CUDA" if _cuda() else ", no GPU"),
+        "machine": f"{os.cpu_count()} CPU cores, " + (_gpu() or "no GPU"),
+        "runtime": _runtime(tw),
         "wall_s": round(sum(a["wall_s"] for a in [*arms.values(), *baselines.values()] if "wall_s" in a)
                         + (ood["wall_s"] if ood else 0) + recheck["wall_s"], 1),
         "invocation_wall_s": round(time.time() - started, 1),
@@ -450,10 +453,18 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def _cuda() -> bool:
+def _gpu() -> str | None:
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def _runtime(cfg: OELConfig) -> dict:
+    """The device and dtype the arms' policies ran on (as `Policy.load` resolves the settings)."""
+    from agent.device import dtype_name, resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.device)
+    return {"device": str(device), "dtype": dtype_name(resolve_dtype(cfg.dtype, device))}
 
 
 if __name__ == "__main__":
