@@ -52,13 +52,22 @@ def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> di
 
 def make_trainer(policy, records: list[dict], cfg: OELConfig, output_dir: Path):
     """The configured trainer for `records` and the name of its method (`sft`, `choices` or `tokens`)."""
-    from peft import LoraConfig
-
     # Exactly `distill_steps` batches: prefixes are cycled (in a seeded shuffle) when there are fewer than
     # steps x batch. Each pass scores or samples afresh with the current student, so steps stay on-policy.
     needed = cfg.distill_steps * cfg.distill_batch_size
     order = random.Random(cfg.seed).sample(range(len(records)), len(records))
     rows = [records[order[i % len(order)]] for i in range(needed)]
+    common, lora = training_settings(policy, cfg, output_dir)
+    method = "sft" if cfg.distill_method == "sft" else objective(cfg)
+    build = {"sft": _sft_trainer, "choices": _choice_trainer, "tokens": _sdft_trainer}[method]
+    return build(policy, rows, cfg, common, lora), method
+
+
+def training_settings(policy, cfg: OELConfig, output_dir: Path) -> tuple[dict, object]:
+    """The trainer arguments every method shares, and the LoRA adapter each trains (bench/consolidation.py
+    gives a plain SFT step the same)."""
+    from peft import LoraConfig
+
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
                       target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
     common = dict(output_dir=str(output_dir / "trainer"), per_device_train_batch_size=cfg.distill_batch_size,
@@ -66,9 +75,7 @@ def make_trainer(policy, records: list[dict], cfg: OELConfig, output_dir: Path):
                   lr_scheduler_type="constant", max_grad_norm=1.0, report_to=[], save_strategy="no",
                   logging_steps=1, seed=cfg.seed, **precision(policy),
                   disable_tqdm=True)  # DistillProgress shows one bar instead
-    method = "sft" if cfg.distill_method == "sft" else objective(cfg)
-    build = {"sft": _sft_trainer, "choices": _choice_trainer, "tokens": _sdft_trainer}[method]
-    return build(policy, rows, cfg, common, lora), method
+    return common, lora
 
 
 def _sdft_trainer(policy, rows, cfg, common, lora):

@@ -1,0 +1,148 @@
+"""Consolidation benchmark: optimiser steps per second of choose-mode and token-mode distillation against a
+plain TRL `SFTTrainer` step, in one run.
+
+    .venv/bin/python bench/consolidation.py [--games 4] [--steps 16] [--json]
+
+All three train the same LoRA adapter (`consolidation.distill.training_settings`) with the same batch size
+on the same prefixes: those of `--games` real TextWorld games the embedded SmolLM2-135M plays first.
+
+- `choices`: the choose-mode objective (`ChoiceDistillTrainer`): reverse KL over the admissible commands,
+  the teacher's scores computed once per record, the student's batched with the shared-prefix kernel;
+- `tokens`: the generate-mode objective (TRL's SDFT): the student samples a response, the teacher scores
+  it token by token;
+- `sft`: plain supervised fine-tuning on the prompt plus the command the policy took (what each step of
+  the others must at least do: one forward and backward pass over those tokens).
+
+The teacher's context is the other games' play logs (`consolidation.dataset.trajectory_items`), the size a
+consolidation's teacher reads. `choices_vs_sft` and `tokens_vs_sft` are the steps-per-second ratios.
+Steps are timed from the first step's start to the last step's end; setting the trainers up is not counted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/rollout.py
+
+import argparse  # noqa: E402
+import datasets
+import dataclasses
+import json
+import logging
+import platform
+import tempfile
+import time
+import warnings
+
+import oel  # noqa: F401  (offline settings)
+import torch
+from rich.console import Console
+from rich.table import Table
+from transformers import PrinterCallback, TrainerCallback
+
+from agent.games import make_suite, suite_specs
+from agent.policy import Policy
+from agent.prompts import knowledge_block
+from agent.rollout import play_games
+from consolidation.dataset import trajectory_items
+from consolidation.distill import DistillProgress, make_trainer, training_settings
+from oel.config import OELConfig
+
+CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
+
+
+class StepClock(TrainerCallback):
+    """Wall time from the first step's start to the last step's end."""
+
+    def __init__(self):
+        self.start = self.end = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.start = self.start or time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.end = time.perf_counter()
+
+
+def records_of(episodes: list[dict]) -> list[dict]:
+    """One record per logged turn: the prompt, the commands, the taken one, and other games' logs as the
+    teacher's context."""
+    records = []
+    for episode in episodes:
+        others = [e for e in episodes if e["id"] != episode["id"]]
+        context = knowledge_block(trajectory_items(others))
+        records += [{"prompt": t["prefix"], "privileged_context": context, "candidates": t["admissible"],
+                     "action": t["action"]} for t in episode["turns"]]
+    return records
+
+
+def sft_trainer(policy, records: list[dict], cfg: OELConfig, output_dir: Path):
+    """Plain SFT on prompt + taken command, with the distillation's LoRA, batch size and steps."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    common, lora = training_settings(policy, cfg, output_dir)
+    needed = cfg.distill_steps * cfg.distill_batch_size
+    rows = [records[i % len(records)] for i in range(needed)]
+    data = Dataset.from_list([{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["action"]}]}
+                              for r in rows])
+    return SFTTrainer(model=policy.model, args=SFTConfig(**common, completion_only_loss=True, max_length=2048),
+                      train_dataset=data, processing_class=policy.tokenizer, peft_config=lora)
+
+
+def steps_per_s(method: str, records: list[dict], cfg: OELConfig) -> float:
+    policy = Policy.load()  # a fresh copy each: LoRA is injected into the model in place
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "sft":
+            trainer = sft_trainer(policy, records, cfg, Path(tmp))
+        else:
+            trainer, _ = make_trainer(policy, records, dataclasses.replace(cfg, distill_objective=method), Path(tmp))
+        clock = StepClock()
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(DistillProgress(cfg.distill_steps, method))
+        trainer.add_callback(clock)
+        trainer.train()
+    return cfg.distill_steps / (clock.end - clock.start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", type=int, default=4, help="games whose prefixes are trained on")
+    parser.add_argument("--max-steps", type=int, default=10, help="step limit of those games")
+    parser.add_argument("--steps", type=int, default=16, help="optimiser steps per method (a consolidation's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    datasets.disable_progress_bars()  # TRL prepares the data with bars of its own, one per trainer
+
+    cfg = OELConfig(distill_steps=args.steps, max_steps=args.max_steps)
+    specs = suite_specs(CHALLENGES, args.games, 20_000)
+    games = list(zip(make_suite(specs), [s.env_family for s in specs]))
+    episodes = play_games(Policy.load(), games, cfg, round=1, seed_base=0, desc="play")
+    records = records_of(episodes)
+    rates = {method: steps_per_s(method, records, cfg) for method in ("sft", "choices", "tokens")}
+    result = {
+        "sft_steps_per_s": round(rates["sft"], 3), "choices_steps_per_s": round(rates["choices"], 3),
+        "tokens_steps_per_s": round(rates["tokens"], 3),
+        "choices_vs_sft": round(rates["choices"] / rates["sft"], 3),
+        "tokens_vs_sft": round(rates["tokens"] / rates["sft"], 3),
+        "steps": args.steps, "batch_size": cfg.distill_batch_size, "prefixes": len(records),
+        "commands_per_prefix": round(sum(len(r["candidates"]) for r in records) / len(records), 1),
+        "device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} ({platform.machine()})",
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"Consolidation steps per second ({args.steps} steps, batch {cfg.distill_batch_size}, "
+                        f"{len(records)} prefixes, {result['device']})")
+    for column in ("method", "steps/s", "vs plain SFT"):
+        table.add_column(column, justify="right")
+    for method in ("sft", "choices", "tokens"):
+        table.add_row(method, f"{rates[method]:.3f}", f"{rates[method] / rates['sft']:.2f}x")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
