@@ -22,6 +22,10 @@ import torch
 from agent.policy import Choice, Policy, batch_candidate_logprobs
 from oel.errors import OELError
 
+GATHER_S = 0.02
+"""How long a batch waits for the other games' calls once one has come: their env steps take ~2 ms."""
+
+
 @dataclass
 class _Request:
     prompt: str
@@ -44,10 +48,10 @@ class BatchedPolicy:
     """A `Policy` whose `choose` and `generate` calls from concurrent games are batched. Everything else is
     delegated."""
 
-    def __init__(self, policy: Policy, max_batch: int = 16, wait_s: float = 0.02):
+    def __init__(self, policy: Policy, max_batch: int = 16, wait_s: float | None = None):
         self.policy = policy
         self.max_batch = max_batch
-        self.wait_s = wait_s
+        self.wait_s = GATHER_S if wait_s is None else wait_s
         self.batch_sizes: list[int] = []
         """Size of every batch run, for the benchmark and tests."""
         self._queue: queue.Queue[_Request] = queue.Queue()

@@ -14,7 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.prompts import acting_messages, ground_command, situation_text, strip_thinking
-from agent.state import Context, State, check_context
+from agent.state import Context, Episode, EpisodeStart, State, check_context
 
 
 def reset(state: State, runtime: Runtime[Context]) -> dict:
@@ -78,7 +78,7 @@ def reflect(state: State, runtime: Runtime[Context]) -> dict:
     return {"knowledge_written": runtime.context.reflect(state, runtime.context)}
 
 
-builder = StateGraph(State, context_schema=Context)
+builder = StateGraph(State, context_schema=Context, input_schema=EpisodeStart, output_schema=Episode)
 builder.add_node("reset", reset)
 builder.add_node("act", act)
 builder.add_node("step", step)
@@ -91,7 +91,7 @@ builder.add_edge("reflect", END)
 graph = builder.compile()
 
 
-def play_episode(context: Context) -> State:
-    """Play one game to the end and return the final state."""
+def play_episode(context: Context) -> Episode:
+    """Play one game to the end and return the episode."""
     final = graph.invoke({}, context=context, config={"recursion_limit": 2 * context.max_steps + 5})
-    return State(**final)
+    return Episode(**final)

@@ -41,6 +41,29 @@ class State:
     """Ids of the knowledge items the reflection stored."""
 
 
+@dataclass
+class EpisodeStart:
+    """The graph's input: nothing. The game and the settings come in the `Context`; `reset` fills the state."""
+
+
+@dataclass
+class Episode:
+    """The graph's output: what an episode was, without the acting state (observation, commands, pending)."""
+
+    objective: str = ""
+    outcome: Literal["", "won", "lost", "step_limit"] = ""
+    won: bool = False
+    reason: str = ""
+    score: int = 0
+    max_score: int = 0
+    steps: int = 0
+    tokens: int = 0
+    invalid: int = 0
+    turns: list[dict] = field(default_factory=list)
+    """Every turn: prefix (full model input), output, action, valid, feedback, score, reward."""
+    knowledge_written: list[str] = field(default_factory=list)
+
+
 @dataclass(kw_only=True)
 class Context:
     """Run settings, passed at invoke time (never through globals)."""

@@ -87,7 +87,8 @@ def test_concurrent_generate_calls_batch_and_match_one_call_at_a_time(tiny_polic
     assert other == tiny_policy.generate([prompts[0]], 5, greedy=True)
 
 
-def test_concurrent_games_reflect_in_batched_calls(tiny_policy, tmp_path):
+def test_concurrent_games_reflect_in_batched_calls(tiny_policy, tmp_path, monkeypatch):
+    import agent.batching
     from agent.games import GameSpec, make_game
     from agent.rollout import play_games
     from memory.reflection import Reflector
@@ -104,6 +105,7 @@ def test_concurrent_games_reflect_in_batched_calls(tiny_policy, tmp_path):
             self.calls.append(len(prompts))
             return self.policy.generate(prompts, *args, **kwargs)
 
+    monkeypatch.setattr(agent.batching, "GATHER_S", 0.5)  # a loaded machine spreads the games' calls out
     writer = Counting(tiny_policy)
     games = [(make_game(GameSpec("tw-coin_collector", 1, 424242 + i)), "tw-coin_collector") for i in range(4)]
     cfg = OELConfig(model="tiny", max_steps=1, reflection_samples=2, reflection_max_new_tokens=4)

@@ -11,7 +11,7 @@ def test_episode_logs_every_turn_and_step_limit_is_not_a_win(tiny_policy, coin_g
     ctx = Context(env=env, policy=tiny_policy, max_steps=3, seed=0,
                   reflect=lambda state, context: reflected.append(state.outcome) or ["k-1"])
     state = play_episode(ctx)
-    assert state.done and 1 <= state.steps <= 3 and len(state.turns) == state.steps
+    assert state.outcome and 1 <= state.steps <= 3 and len(state.turns) == state.steps
     for turn in state.turns:
         assert turn["prefix"][-1]["role"] == "user" and turn["action"] and "feedback" in turn
     if not state.won:
@@ -157,3 +157,12 @@ def test_an_illegal_textarena_move_in_generate_mode_counts_as_invalid(tmp_path):
                                  max_steps=2))
     assert [t["valid"] for t in state.turns] == [True, False] and state.invalid == 1
     assert state.turns[1]["admissible"] == ["[down]", "[left]", "[right]"]
+
+
+def test_the_graph_shows_its_users_an_episode_not_its_acting_state():
+    """Input: nothing (the game and settings come in the context). Output: the episode, without the acting
+    state (observation, valid commands, the pending action)."""
+    inputs, outputs = graph.get_input_jsonschema(), graph.get_output_jsonschema()
+    assert inputs["properties"] == {}
+    assert set(outputs["properties"]) == {"objective", "outcome", "won", "reason", "score", "max_score", "steps",
+                                          "tokens", "invalid", "turns", "knowledge_written"}
