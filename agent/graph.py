@@ -7,6 +7,7 @@ pass a `Context` at invoke time. Each episode takes 2 graph steps per game step,
 
 from __future__ import annotations
 
+import weakref
 from typing import Literal
 
 import torch
@@ -15,11 +16,19 @@ from langgraph.runtime import Runtime
 
 from agent.prompts import acting_messages, ground_command, situation_text, strip_thinking
 from agent.state import Context, Episode, EpisodeStart, State, check_context
+from oel.errors import OELError
+
+
+# How many steps each live env has taken in this process. A run resumed from a checkpointer (after a crash,
+# or in another process) brings a fresh env whose game has not started: `step` replays the logged commands
+# into it first, so the game is where the restored state says it is.
+_positions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def reset(state: State, runtime: Runtime[Context]) -> dict:
     check_context(runtime.context)
     first = runtime.context.env.reset()
+    _positions[runtime.context.env] = 0
     return {"objective": first.objective, "observation": first.text, "admissible": first.admissible,
             "score": first.score, "max_score": first.max_score}
 
@@ -48,9 +57,24 @@ def act(state: State, runtime: Runtime[Context]) -> dict:
     return {"pending": pending, "tokens": state.tokens + tokens, "invalid": state.invalid + (not valid)}
 
 
+def catch_up(env, state: State) -> None:
+    """Bring a fresh env to the restored state's position by replaying its logged commands."""
+    if _positions.get(env) == state.steps:
+        return
+    env.reset()
+    for turn in state.turns:
+        replayed = env.step(turn["action"])
+        if replayed.text != turn["feedback"]:
+            raise OELError(f"cannot resume this episode: replaying {turn['action']!r} gave other feedback than "
+                           "the checkpoint holds (is it the same game file?)")
+    _positions[env] = state.steps
+
+
 def step(state: State, runtime: Runtime[Context]) -> dict:
     ctx, pending = runtime.context, state.pending
+    catch_up(ctx.env, state)
     result = ctx.env.step(pending["action"])
+    _positions[ctx.env] += 1
     steps = state.steps + 1
     turn = {**pending, "feedback": result.text, "score": result.score, "reward": result.score - state.score}
     update = {"turns": [turn], "pending": None, "observation": result.text, "admissible": result.admissible,

@@ -166,3 +166,29 @@ def test_the_graph_shows_its_users_an_episode_not_its_acting_state():
     assert inputs["properties"] == {}
     assert set(outputs["properties"]) == {"objective", "outcome", "won", "reason", "score", "max_score", "steps",
                                           "tokens", "invalid", "turns", "knowledge_written"}
+
+
+def test_an_episode_resumes_from_a_checkpointer_with_a_fresh_env(tiny_policy):
+    """A run cut off mid-episode resumes from its checkpoint with a new env object, as a new process has:
+    the env is brought to the checkpoint's position by replaying the logged commands, so the episode goes
+    on exactly as an uninterrupted one does."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agent.games import GameSpec, make_game
+    from agent.graph import builder
+
+    game = make_game(GameSpec("tw-coin_collector", 3, 424242))
+
+    def context():
+        return Context(env=TextWorldEnv(game, family="tw-coin_collector", max_steps=50), policy=tiny_policy,
+                       max_steps=6, seed=0)
+
+    whole = play_episode(context())
+    saved = builder.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "episode-1"}, "recursion_limit": 30}
+    first = saved.invoke({}, config, context=context(), interrupt_after=["step"])  # stops after one step
+    assert len(first["turns"]) == 1
+    final = saved.invoke(None, config, context=context())  # a fresh env, never reset
+    assert [t["action"] for t in final["turns"]] == [t["action"] for t in whole.turns]
+    assert [t["feedback"] for t in final["turns"]] == [t["feedback"] for t in whole.turns]
+    assert (final["outcome"], final["steps"]) == (whole.outcome, whole.steps)
