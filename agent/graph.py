@@ -8,6 +8,7 @@ pass a `Context` at invoke time. Each episode takes 2 graph steps per game step,
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -113,6 +114,17 @@ builder.add_edge("act", "step")
 builder.add_conditional_edges("step", route_after_step, ["act", "reflect", END])
 builder.add_edge("reflect", END)
 graph = builder.compile()
+
+
+def resumable_graph(path: str | Path):
+    """The acting graph with a SQLite checkpointer at `path`: every step is saved under the run's thread id,
+    so a game cut off mid-episode goes on from its last step in any later process (pass a fresh env of the
+    same game file; `step` replays the logged commands into it)."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    return builder.compile(checkpointer=SqliteSaver(sqlite3.connect(str(path), check_same_thread=False)))
 
 
 def play_episode(context: Context) -> Episode:

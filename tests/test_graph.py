@@ -192,3 +192,49 @@ def test_an_episode_resumes_from_a_checkpointer_with_a_fresh_env(tiny_policy):
     assert [t["action"] for t in final["turns"]] == [t["action"] for t in whole.turns]
     assert [t["feedback"] for t in final["turns"]] == [t["feedback"] for t in whole.turns]
     assert (final["outcome"], final["steps"]) == (whole.outcome, whole.steps)
+
+
+RESUME = """
+import json, sys
+import oel
+from agent.envs import TextWorldEnv
+from agent.graph import resumable_graph
+from agent.policy import Policy
+from agent.state import Context
+
+db, game, model, stop = sys.argv[1:5]
+context = Context(env=TextWorldEnv(game, family="tw-coin_collector", max_steps=50), policy=Policy.load(model),
+                  max_steps=6, seed=0)
+config = {"configurable": {"thread_id": "game-1"}, "recursion_limit": 30}
+graph = resumable_graph(db)
+if stop == "stop":  # the first process: one step, then it ends, as a crash would end it
+    out = graph.invoke({}, config, context=context, interrupt_after=["step"])
+else:  # a later process resumes the thread from the database
+    out = graph.invoke(None, config, context=context)
+print(json.dumps({"actions": [t["action"] for t in out["turns"]], "outcome": out.get("outcome", "")}))
+"""
+
+
+def test_an_interrupted_episode_resumes_in_a_new_process(tiny_model_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from agent.games import GameSpec, make_game
+    from agent.policy import Policy
+
+    game = make_game(GameSpec("tw-coin_collector", 3, 424242))
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME)
+
+    def run(stop):
+        done = subprocess.run([sys.executable, str(script), str(tmp_path / "episodes.sqlite"), str(game),
+                               str(tiny_model_dir), stop], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, resumed = run("stop"), run("go")
+    whole = play_episode(Context(env=TextWorldEnv(game, family="tw-coin_collector", max_steps=50),
+                                 policy=Policy.load(str(tiny_model_dir)), max_steps=6, seed=0))
+    assert len(first["actions"]) == 1
+    assert resumed["actions"] == [t["action"] for t in whole.turns] and resumed["outcome"] == whole.outcome
