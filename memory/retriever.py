@@ -58,14 +58,21 @@ class MemoryRetriever(BaseRetriever):
         fetch = max(k, settings.get("fetch_k", 20)) if self.search_type == "mmr" else k
         found = self.memory.search(query, fetch, **filters)
         if self.search_type == "mmr":
-            found = _mmr(query, found, k, settings.get("lambda_mult", 0.5))
+            found = mmr(query, found, k, settings.get("lambda_mult", 0.5))
         threshold = settings.get("score_threshold")
-        return [Document(page_content=item.text, id=item.id,
-                         metadata={**item.to_dict(), "distance": distance, "relevance_score": 1.0 - distance})
-                for item, distance in found if threshold is None or 1.0 - distance >= threshold]
+        return [as_document(item, distance) for item, distance in found
+                if threshold is None or 1.0 - distance >= threshold]
 
 
-def _mmr(query: str, found: list, k: int, lambda_mult: float) -> list:
+def as_document(item, distance: float | None = None) -> Document:
+    """An item as a Document: its text, id and metadata, with its distance and relevance when searched."""
+    metadata = item.to_dict()
+    if distance is not None:
+        metadata.update(distance=distance, relevance_score=1.0 - distance)
+    return Document(page_content=item.text, id=item.id, metadata=metadata)
+
+
+def mmr(query: str, found: list, k: int, lambda_mult: float) -> list:
     """Maximal marginal relevance (LangChain's own implementation) over the nearest `found` items."""
     if not found:
         return []

@@ -417,6 +417,13 @@ class Memory:
 
         return MemoryRetriever(memory=self, env=env, k=k, **settings)
 
+    def as_vectorstore(self, env: str | None = None):
+        """A LangChain VectorStore over the items (of one env if given); every write still goes through
+        `add` (memory/vectorstore.py)."""
+        from memory.vectorstore import MemoryVectorStore
+
+        return MemoryVectorStore(self, env)
+
     def count(self, status: str = "active", env: str | None = None) -> int:
         total = 0
         for collection, where in self._scope(status, env):
