@@ -27,7 +27,7 @@ from pydantic import ConfigDict, Field, model_validator
 from oel.config import DEFAULT_MODEL
 
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "user"}
-CALL_SETTINGS = ("max_tokens", "max_new_tokens", "temperature", "top_p", "top_k", "timeout")
+CALL_SETTINGS = ("max_tokens", "max_new_tokens", "temperature", "top_p", "top_k", "timeout", "seed")
 
 
 def to_role_dicts(messages: list[BaseMessage]) -> list[dict]:
@@ -51,6 +51,8 @@ class PolicyChatModel(BaseChatModel):
     greedy: bool = False
     """Same as temperature=0 (kept for code written before temperature=0 worked)."""
     stop: list[str] | None = None
+    seed: int | None = None
+    """Seeds sampling for each call, so the same call gives the same text (None: unseeded)."""
     timeout: float | None = Field(default=None, gt=0)
     """Seconds a call may generate for; the text so far is returned when it is up."""
     streaming: bool = False
@@ -89,7 +91,8 @@ class PolicyChatModel(BaseChatModel):
         return {"max_new_tokens": kwargs.get("max_tokens", kwargs.get("max_new_tokens", self.max_tokens)),
                 "temperature": temperature or 1.0, "greedy": self.greedy or temperature == 0,
                 "top_p": kwargs.get("top_p", self.top_p), "top_k": kwargs.get("top_k", self.top_k),
-                "stop": stop if stop is not None else self.stop, "max_time": kwargs.get("timeout", self.timeout)}
+                "stop": stop if stop is not None else self.stop, "max_time": kwargs.get("timeout", self.timeout),
+                "seed": kwargs.get("seed", self.seed)}
 
     def _usage(self, prompt: str, n_tokens: int) -> dict:
         prompt_tokens = self.policy.count_tokens(prompt)

@@ -201,10 +201,13 @@ class Policy:
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.7,
                  greedy: bool = False, top_p: float = 0.8, top_k: int = 20, stop: list[str] | None = None,
-                 max_time: float | None = None, streamer=None) -> list[tuple[str, int]]:
+                 max_time: float | None = None, streamer=None, seed: int | None = None) -> list[tuple[str, int]]:
         """Batched sampling (paper defaults T=0.7, top-p 0.8, top-k 20). Returns (text, tokens generated).
         Generation ends at a `stop` string (not after it: the string is cut off the text), or after
-        `max_time` seconds; `streamer` (a transformers streamer) receives the tokens as they come."""
+        `max_time` seconds; `streamer` (a transformers streamer) receives the tokens as they come. `seed`
+        seeds torch's generator first (transformers samples from it), so the same call repeats."""
+        if seed is not None:
+            torch.manual_seed(seed)
         tok = self.tokenizer
         tok.padding_side = "left"
         batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)

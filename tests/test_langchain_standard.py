@@ -110,6 +110,9 @@ def test_the_chat_model_streams_tokens_stops_early_and_refuses_what_it_would_ign
         ChatOEL(policy=embedded_policy(), max_token=5)  # a typo is an error, not a silent default
     with pytest.raises(TypeError, match="unknown argument"):
         chat.invoke("Hi", top_q=0.5)
+    sampled = ChatOEL(policy=embedded_policy(), temperature=1.0, max_tokens=12, seed=7)
+    assert sampled.invoke("Name a colour.").content == sampled.invoke("Name a colour.").content  # seeded
+    assert {sampled.invoke("Name a colour.", seed=s).content for s in range(4)} != {sampled.invoke("Name a colour.").content}
 
 
 def test_the_retriever_takes_k_mmr_thresholds_and_reaches_consolidated_items(tmp_path):
