@@ -68,7 +68,7 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
         env = open_env(game, family, cfg.max_steps + 1)
         episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
         fixed = knowledge_for(family) if knowledge_for is not None else []
-        knowledge = _retriever(memory, family, retrieval or {"k": cfg.retrieve_k}, fixed) if memory is not None else fixed
+        knowledge = knowledge_retriever(memory, family, retrieval or {"k": cfg.retrieve_k}, fixed) if memory is not None else fixed
         context = Context(env=env, policy=acting, mode=cfg.action_mode, max_steps=cfg.max_steps,
                           temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
                           thinking=cfg.thinking,
@@ -121,9 +121,10 @@ def _serialised(fn):
     return locked
 
 
-def _retriever(memory, env: str, retrieval: dict, fixed: list[str]) -> Callable[[str], list[str]]:
+def knowledge_retriever(memory, env: str, retrieval: dict, fixed: list[str] = ()) -> Callable[[str], list[str]]:
+    """The acting prompt's knowledge for a situation: the memory's retrieval for `env`, then `fixed`."""
     def knowledge(situation: str) -> list[str]:
         retrieved = [item.text for item in memory.retrieve(situation, env=env, **retrieval)]
-        return retrieved + fixed if retrieved else []  # as in build_dataset: fixed items come with knowledge
+        return retrieved + list(fixed) if retrieved else []  # as in build_dataset: fixed items come with knowledge
 
     return knowledge

@@ -23,6 +23,7 @@ from agent.games import GameSpec, make_game
 from agent.graph import graph as agent_graph
 from agent.policy import Policy
 from agent.state import Context
+from oel.errors import one_line_errors
 
 
 @dataclass
@@ -66,6 +67,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--game", type=Path, help="a TextWorld .z8 file (default: generate a coin-collector game)")
     args = parser.parse_args()
-    game = args.game or make_game(GameSpec("tw-coin_collector", 1, 7))
-    result = app.invoke({"game_file": str(game)})
-    print(result["summary"])
+    with one_line_errors():
+        game = args.game or make_game(GameSpec("tw-coin_collector", 1, 7))
+        result = app.invoke({"game_file": str(game)})
+        print(result["summary"])

@@ -11,7 +11,9 @@ import sys
 
 import oel  # noqa: F401  (offline settings)
 from consolidation.schedule import run_schedule
+from oel.errors import one_line_errors
 
-run_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/demo"
-failures = run_schedule(run_dir, every="10m", max_runs=2)
-print(f"done, {failures} failed attempts")
+if __name__ == "__main__":
+    with one_line_errors():
+        failures = run_schedule(sys.argv[1] if len(sys.argv) > 1 else "runs/demo", every="10m", max_runs=2)
+        print(f"done, {failures} failed attempts")

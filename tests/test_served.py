@@ -67,3 +67,24 @@ def test_langgraph_dev_serves_the_agent_and_a_run_plays_a_game(tmp_path, tiny_mo
         server.terminate()
         server.wait(timeout=60)
         log.close()
+
+
+def test_the_served_graph_plays_a_game_file_with_a_runs_policy_and_memory(tiny_model_dir, coin_game, tmp_path):
+    from consolidation.loop import write_run_config
+    from memory.store import Memory
+    from oel.config import OELConfig
+    from oel.errors import OELError
+
+    run = tmp_path / "run"
+    write_run_config(OELConfig(model=str(tiny_model_dir)), run)
+    with Memory(run / "memory") as memory:
+        memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="s", outcome="won",
+                   round=1, created_by="test")
+    game = tmp_path / "tw-coin_collector" / coin_game.name  # the family is the folder's name
+    game.parent.mkdir()
+    for part in coin_game.parent.glob(coin_game.stem + ".*"):  # the story file and its sidecars
+        shutil.copy(part, game.parent)
+    out = graph.invoke({}, context={"game": str(game), "run_dir": str(run), "with_memory": True, "max_steps": 1})
+    assert "Take the coin as soon as you see it." in json.dumps(out["turns"][0]["prefix"])
+    with pytest.raises(OELError):
+        graph.invoke({}, context={"game": str(tmp_path / "notes.txt")})
