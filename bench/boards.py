@@ -28,7 +28,7 @@ from agent.policy import Policy
 from bench.learning import pct, summary
 from consolidation.evaluate import evaluate
 from oel.config import DEFAULT_MODEL, OELConfig
-from oel.errors import OELError
+from oel.errors import OELError, one_line_errors
 
 SETTINGS = ["ta-frozenlake", "ta-frozenlake:size=4,holes=3", "ta-sokoban"]
 
@@ -73,7 +73,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_errors():
         main()
-    except OELError as err:
-        sys.exit(f"error: {err}")

@@ -48,6 +48,7 @@ from agent.rollout import play_games
 from consolidation.dataset import trajectory_items
 from consolidation.distill import DistillProgress, make_trainer, training_settings
 from oel.config import OELConfig
+from oel.errors import one_line_errors
 
 CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
 
@@ -145,4 +146,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -54,7 +54,7 @@ from consolidation.checkpoints import Registry
 from consolidation.evaluate import evaluate
 from consolidation.loop import load_policy, run_loop
 from oel.config import DEFAULT_MODEL, OELConfig
-from oel.errors import OELError
+from oel.errors import one_line_errors
 from oel.files import write_atomic
 
 TEXTWORLD = ["tw-coin_collector:3", "tw-coin_collector:5", "tw-treasure_hunter:2", "tw-treasure_hunter:3"]
@@ -468,7 +468,5 @@ def _runtime(cfg: OELConfig) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_errors():
         main()
-    except OELError as err:
-        sys.exit(f"error: {err}")

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from bench.learning import OOD_TRAIN, gained_lost, ood_eval, pct, run_arm, settings, write_docs
 from oel.config import DEFAULT_MODEL, OELConfig
-from oel.errors import OELError
+from oel.errors import one_line_errors
 from oel.files import write_atomic
 from oel.jsonl import read_jsonl
 
@@ -113,7 +113,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_errors():
         main()
-    except OELError as err:
-        sys.exit(f"error: {err}")

@@ -48,6 +48,7 @@ from agent.rollout import play_games
 from memory.reflection import Reflector
 from oel.progress import progress
 from oel.config import OELConfig
+from oel.errors import one_line_errors
 
 CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
 """The default suite: what the learning loop plays. These games offer ~5 commands a step, which bounds what
@@ -157,4 +158,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

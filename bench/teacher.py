@@ -50,7 +50,7 @@ from consolidation.loop import load_policy
 from consolidation.utility import measure_utilities
 from memory.store import Memory
 from oel.config import OELConfig
-from oel.errors import OELError
+from oel.errors import OELError, one_line_errors
 from oel.files import write_atomic
 
 CONTEXTS = ("none", "memory", "knowledge", "procedures", "trajectories", "knowledge+trajectories")
@@ -173,7 +173,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_errors():
         main()
-    except OELError as err:
-        sys.exit(f"error: {err}")

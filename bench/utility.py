@@ -11,13 +11,18 @@ item) and the mean utility by kind and by grounding verdict.
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/learning.py (bench/consolidation.py
+    # would shadow the consolidation package)
+
+import argparse  # noqa: E402
 import json
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import oel  # noqa: F401  (offline settings)
 from rich.console import Console
@@ -29,7 +34,7 @@ from consolidation.loop import load_policy
 from consolidation.utility import measure_utilities
 from memory.store import Memory
 from oel.config import OELConfig
-from oel.errors import OELError
+from oel.errors import OELError, one_line_errors
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -85,7 +90,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_errors():
         main()
-    except OELError as err:
-        sys.exit(f"error: {err}")
