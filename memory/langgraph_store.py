@@ -58,13 +58,17 @@ class KnowledgeStore(BaseStore):
             return self._namespaces(op)
         raise OELError(f"unsupported store operation {type(op).__name__}")
 
-    def _get(self, op: GetOp) -> Item | None:
-        env = env_of(op.namespace)
+    def _stored(self, key: str):
+        """The item stored under `key`, whatever its family, or None."""
         try:
-            item = self.memory.get(op.key)
+            return self.memory.get(key)
         except OELError:  # no such item
             return None
-        if item.env != env:
+
+    def _get(self, op: GetOp) -> Item | None:
+        env = env_of(op.namespace)
+        item = self._stored(op.key)
+        if item is None or item.env != env:
             return None
         created = datetime.fromisoformat(item.created_at)
         return Item(value=value_of(item), key=item.id, namespace=(ROOT, env), created_at=created, updated_at=created)
@@ -83,10 +87,12 @@ class KnowledgeStore(BaseStore):
 
     def _put(self, op: PutOp) -> None:
         env = env_of(op.namespace)
-        present = [i.id for i in self.memory.list("all", env=env) if i.id == op.key]
+        old = self._stored(op.key)
+        if old is not None and old.env != env:  # ids are unique across families
+            raise OELError(f"key {op.key!r} already holds an item of {old.env}, not {env}")
         if op.value is None:
-            if present:
-                self.memory.delete(present)
+            if old is not None:
+                self.memory.delete([old.id])
             return None
         value = dict(op.value)
         row = {"id": op.key, "text": value.get("text"), "env": env, "source": value.get("source", "langgraph-store"),
@@ -95,8 +101,8 @@ class KnowledgeStore(BaseStore):
                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "support": 1,
                "status": "active", "consolidated_in": "", "kind": value.get("kind", "insight")}
         validated_item(row, f"store put {op.key!r}")  # every problem before the old item goes
-        if present:
-            self.memory.delete(present)
+        if old is not None:
+            self.memory.delete([old.id])
         self.memory.import_items([row])
         return None
 

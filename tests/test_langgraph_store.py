@@ -52,6 +52,8 @@ def test_put_get_search_list_and_delete(store):
     assert store.list_namespaces(prefix=("knowledge",)) == [COIN, ("knowledge", "tw-treasure_hunter")]
     store.put(COIN, "my-lesson", {"text": "Take the coin at once."})  # the key now holds the new text
     assert store.get(COIN, "my-lesson").value["text"] == "Take the coin at once."
+    with pytest.raises(OELError, match="already holds an item of tw-coin_collector"):
+        store.put(("knowledge", "tw-treasure_hunter"), "my-lesson", {"text": "Open the chest."})
     store.delete(COIN, "my-lesson")
     assert store.get(COIN, "my-lesson") is None
 
