@@ -24,6 +24,7 @@ from langgraph.runtime import Runtime
 from agent.graph import play_episode
 from agent.state import Context, Episode, EpisodeStart
 from oel.config import DEFAULT_MODEL
+from oel.rundir import RunDir
 
 
 @dataclass
@@ -80,7 +81,7 @@ def play(state: EpisodeStart, runtime: Runtime[ServedContext]) -> dict:
         from oel.config import load_run_config
 
         cfg = load_run_config(Path(ctx.run_dir))
-        registry = Registry(Path(ctx.run_dir) / "checkpoints")
+        registry = Registry(RunDir(ctx.run_dir).checkpoints)
         model, adapters = cfg.model, tuple(map(str, registry.lineage(ctx.checkpoint or registry.current())))
         memory = open_memory(cfg, ctx.run_dir, read_only=True) if ctx.with_memory else None
     env = open_env(game, family, ctx.max_steps + 1)

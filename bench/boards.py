@@ -1,6 +1,6 @@
 """The base policy on TextArena boards: how many distinct boards a setting has, and how many the policy wins.
 
-    .venv/bin/python bench/boards.py                  # FrozenLake 3x3 and 4x4, Sokoban 6x6: 48 test boards each
+    .venv/bin/python -m bench.boards                  # FrozenLake 3x3 and 4x4, Sokoban 6x6: 48 test boards each
 
 Each setting's test suite is made as the loop makes one (`split_specs(..., "test")`), with no board twice:
 a seed that repeats a board is replaced (`agent.games.make_suite`), and the replacements are counted. The
@@ -10,22 +10,17 @@ Prints a table (success with a Wilson 95% interval, steps, replaced seeds) and w
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/learning.py
-
-import argparse  # noqa: E402
+import argparse
 import json
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from agent.games import SuiteBook, make_suite, split_specs
 from agent.policy import Policy
-from bench.learning import pct, summary
+from bench.stats import pct, summary
 from consolidation.evaluate import evaluate
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import OELError, one_line_errors

@@ -1,7 +1,7 @@
 """Consolidation benchmark: optimiser steps per second of choose-mode and token-mode distillation against a
 plain TRL `SFTTrainer` step, in one run.
 
-    .venv/bin/python bench/consolidation.py [--games 4] [--steps 16] [--json]
+    .venv/bin/python -m bench.consolidation [--games 4] [--steps 16] [--json]
 
 All three train the same LoRA adapter (`consolidation.distill.training_settings`) with the same batch size
 on the same prefixes: those of `--games` real TextWorld games the embedded SmolLM2-135M plays first.
@@ -20,23 +20,16 @@ Steps are timed from the first step's start to the last step's end; setting the 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/rollout.py
-
-import argparse  # noqa: E402
-import datasets
+import argparse
 import dataclasses
 import json
 import logging
-import platform
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
-import oel  # noqa: F401  (offline settings)
-import torch
+import datasets
 from rich.console import Console
 from rich.table import Table
 from transformers import PrinterCallback, TrainerCallback
@@ -45,6 +38,7 @@ from agent.games import make_suite, suite_specs
 from agent.policy import Policy
 from agent.prompts import knowledge_block
 from agent.rollout import play_games
+from bench.common import device_description
 from consolidation.dataset import trajectory_items
 from consolidation.distill import DistillProgress, make_trainer, training_settings
 from oel.config import OELConfig
@@ -121,7 +115,8 @@ def main() -> None:
     cfg = OELConfig(distill_steps=args.steps, max_steps=args.max_steps)
     specs = suite_specs(CHALLENGES, args.games, 20_000)
     games = list(zip(make_suite(specs), [s.env_family for s in specs]))
-    episodes = play_games(Policy.load(), games, cfg, round=1, seed_base=0, desc="play")
+    player = Policy.load()
+    episodes = play_games(player, games, cfg, round=1, seed_base=0, desc="play")
     records = records_of(episodes)
     rates = {method: steps_per_s(method, records, cfg) for method in ("sft", "choices", "tokens")}
     result = {
@@ -131,7 +126,7 @@ def main() -> None:
         "tokens_vs_sft": round(rates["tokens"] / rates["sft"], 3),
         "steps": args.steps, "batch_size": cfg.distill_batch_size, "prefixes": len(records),
         "commands_per_prefix": round(sum(len(r["candidates"]) for r in records) / len(records), 1),
-        "device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} ({platform.machine()})",
+        "device": device_description(player.runtime())["device"],
     }
     if args.json:
         print(json.dumps(result))

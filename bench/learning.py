@@ -1,7 +1,7 @@
 """Learning benchmark: does experience become skill? Reproduces the paper's analyses at a size a CPU can run.
 
-    .venv/bin/python bench/learning.py            # TextWorld + FrozenLake, 3 rounds, baselines, OOD
-    .venv/bin/python bench/learning.py --quick    # 2 games, 1 round: checks the whole pipeline
+    .venv/bin/python -m bench.learning            # TextWorld + FrozenLake, 3 rounds, baselines, OOD
+    .venv/bin/python -m bench.learning --quick    # 2 games, 1 round: checks the whole pipeline
 
 Every arm is an ordinary `oel loop` run directory under --runs-dir, with `eval_in_context` on, so each
 round records both the policy without memory and the round's teacher (the same policy with the experience
@@ -31,158 +31,23 @@ with the same sampling seeds, so the games one wins and the other loses are the 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path; put the repository root there instead, so that
-# `bench.learning` can be imported by the other benches.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import argparse  # noqa: E402
+import argparse
 import json
-import math
 import os
 import shlex
+import sys
 import time
+from pathlib import Path
 
-import oel  # noqa: F401  (offline settings)
 from rich.console import Console
 
-from agent.games import make_suite, ood_specs, split_specs
-from consolidation.checkpoints import Registry
-from consolidation.evaluate import evaluate
-from consolidation.loop import load_policy, run_loop
+from bench.arms import FROZENLAKE, OOD, OOD_TRAIN, TEXTWORLD, ood_eval, recheck_eval, run_arm
+from bench.common import machine, settings, write_docs
+from bench.stats import paired_p, pct
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import one_line_errors
-from oel.files import write_atomic
 
-TEXTWORLD = ["tw-coin_collector:3", "tw-coin_collector:5", "tw-treasure_hunter:2", "tw-treasure_hunter:3"]
-FROZENLAKE = ["ta-frozenlake:size=4,holes=3"]
-"""TextArena's own default lake. The paper's 3x3 lake with 2 holes has only 18 distinct boards (seeds 0-39),
-too few for train, validation and test games that never share a board; 4x4 with 3 holes gave 55 distinct
-boards in 60 seeds."""
-OOD_TRAIN = ["tw-coin_collector:3", "tw-coin_collector:5"]
-OOD = ["tw-treasure_hunter:2", "tw-treasure_hunter:3"]
-"""The out-of-distribution split holds a whole challenge type apart: train on coin collector, test on treasure
-hunter. tw-simple and tw-cooking, or FrozenLake, would be further away, but this model wins none of them
-(0/8 FrozenLake games for the TextWorld-trained policy, before and after, in the first bench), so a drop
-could not show."""
 SECTION = ("<!-- bench/learning.py: start -->", "<!-- bench/learning.py: end -->")
-
-
-def wilson(successes: float, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson score interval of a success rate, as [low, high]."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
-
-
-def gained_lost(before: list[int], after: list[int]) -> tuple[int, int]:
-    """Games the second policy won and the first lost, and the reverse (same games, same order)."""
-    return sum(a > b for b, a in zip(before, after)), sum(b > a for b, a in zip(before, after))
-
-
-def paired_p(before: list[int] | None, after: list[int] | None) -> float | None:
-    """Exact two-sided McNemar p-value for two policies scored on the same games (None if not recorded)."""
-    if not before or not after or len(before) != len(after):
-        return None
-    from scipy.stats import binomtest
-
-    gained, lost = gained_lost(before, after)
-    return round(binomtest(gained, gained + lost).pvalue, 4) if gained + lost else 1.0
-
-
-def arm_rows(rows: list[dict], run_dir: Path) -> list[dict]:
-    """The loop's per-round rows in the benchmark's schema (test games), plus each round's new checkpoint
-    even when the gate rejected it (`candidate`, with its validation success, which the gate read), so the
-    effect of consolidation shows whatever the gate decided."""
-    candidates = {m["round"]: m for m in Registry(run_dir / "checkpoints").manifests()}
-    out = []
-    for row in rows:
-        made = candidates.get(row["round"])
-        n = row["n_games"]
-        teacher = row.get("success_in_context")
-        out.append({
-            "round": row["round"], "policy": row["policy"], "gate": row["gate"], "wins": row.get("wins"),
-            "success_no_memory": row["success_no_memory"], "success_in_context": teacher,
-            "tokens_per_episode": row["tokens_per_episode"], "steps": row["steps"], "n_games": n,
-            "ci95": wilson(row["success_no_memory"] * n, n),
-            "ci95_in_context": wilson(teacher * n, n) if teacher is not None else None,
-            "steps_in_context": row.get("in_context_steps"),
-            "memory_active": row["memory_active"], "memory_consolidated": row["memory_consolidated"],
-            "memory_quarantined": row.get("memory_quarantined", 0),
-            "validation_success": (row.get("validation") or {}).get("success_no_memory"),
-            "candidate": {"version": made["version"], "status": made["status"],
-                          "validation_success": made["eval"]["after"]["success_no_memory"]} if made else None,
-        })
-    return out
-
-
-def add_wall_time(run_dir: Path, part: str, seconds: float) -> float:
-    """Total seconds spent on `part` of an arm over every bench invocation (a resumed bench adds its time
-    to what the earlier ones spent, so a finished arm keeps the time it took rather than showing ~0)."""
-    path = run_dir / "reports" / "bench_wall_s.json"
-    spent = json.loads(path.read_text()) if path.is_file() else {}
-    spent[part] = round(spent.get(part, 0.0) + seconds, 1)
-    write_atomic(path, json.dumps(spent, indent=2))
-    return spent[part]
-
-
-def run_arm(name: str, cfg: OELConfig, runs_dir: Path, console: Console) -> dict:
-    console.rule(f"[bold]{name}[/]")
-    started = time.time()
-    rows = run_loop(cfg, runs_dir / name, console)
-    return {"run_dir": str(runs_dir / name), "rounds": arm_rows(rows, runs_dir / name),
-            "wall_s": add_wall_time(runs_dir / name, "loop", time.time() - started)}
-
-
-def summary(e: dict) -> dict:
-    """What the bench keeps of an evaluation (`consolidation.evaluate.evaluate`): success with its Wilson
-    interval, costs, and the per-game outcomes for paired tests."""
-    return {"success": e["success"], "n_games": e["n_games"], "ci95": wilson(e["success"] * e["n_games"], e["n_games"]),
-            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"]}
-
-
-def base_vs_final(cfg: OELConfig, run_dir: Path, specs: list, name: str, console: Console) -> dict:
-    """The arm's starting policy and its final one, without memory, on the games of `specs` (same sampling
-    seeds, so per-game outcomes pair up). Saved in `reports/<name>.json` and reused for the same policy and
-    games, so a resumed bench does not replay them."""
-    cache = run_dir / "reports" / f"{name}.json"
-    saved = json.loads(cache.read_text()) if cache.is_file() else {}
-    suite = list(zip(make_suite(specs, desc=name), [s.env_family for s in specs]))
-    final = Registry(run_dir / "checkpoints").current()
-    started = time.time()
-    games_played = [p.stem for p, _ in suite]  # a replaced seed plays under its replacement's name
-    result = {"final_policy": final}
-    for key, version in (("round0", None), ("final", final)):
-        # A saved evaluation counts only for the same policy on the same games (the game count may change).
-        if saved.get(key, {}).get("version", "?") != version or saved[key].get("games") != games_played:
-            console.print(f"{name}: evaluating {version or 'the base model'} on {len(suite)} games")
-            e = evaluate(load_policy(cfg, Registry(run_dir / "checkpoints"), version), suite, cfg, desc=f"{name} {key}")
-            saved[key] = {"version": version, **summary(e), "games": games_played}
-            write_atomic(cache, json.dumps(saved, indent=2))
-        result[key] = saved[key]
-    result["change_points"] = round(100 * (result["final"]["success"] - result["round0"]["success"]), 1)
-    result["paired_p"] = paired_p(result["round0"]["wins"], result["final"]["wins"])
-    result["wall_s"] = add_wall_time(run_dir, name, time.time() - started)
-    return result
-
-
-def ood_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dict:
-    """The arm's starting and final policies, without memory, on challenge types never trained on."""
-    result = base_vs_final(cfg, run_dir, ood_specs(OOD, cfg.challenges, games, cfg.seed), "ood", console)
-    return {"challenges": OOD, "trained_on": cfg.challenges, **result, "drop_points": -result["change_points"]}
-
-
-def recheck_eval(cfg: OELConfig, run_dir: Path, games: int, console: Console) -> dict:
-    """Round 0 against the final policy on more test games than the loop plays: the loop's test games
-    first, then new test seeds (never trained or gated on)."""
-    specs = split_specs(cfg.challenges, games, cfg.seed, "test")
-    return base_vs_final(cfg, run_dir, specs, "heldout_recheck", console)
 
 
 def targets(main: list[dict], ood: dict | None, action_mode: str, recheck: dict, lake: list[dict] | None = None) -> dict:
@@ -258,12 +123,6 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def pct(x: float | None, ci: list[float] | None = None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
-
-
 def ood_lines(ood: dict) -> list[str]:
     change = (f"a drop of {ood['drop_points']} points" if ood["drop_points"] > 0
               else f"no drop ({-ood['drop_points']:+} points)")
@@ -276,7 +135,7 @@ def ood_lines(ood: dict) -> list[str]:
 
 
 def markdown(result: dict, png: Path, docs: Path) -> str:
-    lines = [SECTION[0], "", f"## Learning benchmark (`bench/learning.py`)", "",
+    lines = [SECTION[0], "", "## Learning benchmark (`bench/learning.py`)", "",
              f"Command: `{result['command']}`  ",
              f"Measured {result['measured_at']} on {result['machine']}; {result['wall_s'] / 60:.0f} min of compute in all "
              "(each arm's time summed over the bench invocations that built it).",
@@ -327,31 +186,6 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
               + (f"p = {p}." if p is not None else "not recorded (a run made before per-game outcomes were kept).")]
     lines += ["", f"![learning curves]({os.path.relpath(png, docs.parent)})", "", SECTION[1]]
     return "\n".join(lines)
-
-
-def write_docs(docs: Path, section: str, markers: tuple[str, str] = SECTION) -> None:
-    """Replace the section of `docs` between `markers` (which `section` starts and ends with), keeping
-    everything written by hand around it."""
-    text = docs.read_text() if docs.is_file() else "# Results\n"
-    if markers[0] in text and markers[1] in text:
-        head, rest = text.split(markers[0], 1)
-        text = head + section + rest.split(markers[1], 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text(text)
-
-
-def settings(parser: argparse.ArgumentParser, items: list[str]) -> dict:
-    """`--set KEY=JSON` options as a dict; a value that is not JSON is a usage error naming the option."""
-    extra = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            extra[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parser.error(f"--set {item!r}: the value must be JSON, e.g. --set learning_rate=3e-4 or --set 'challenges=[\"ta-frozenlake\"]'")
-    return extra
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -434,9 +268,9 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {"textworld": tw.to_dict(), "frozenlake_challenges": FROZENLAKE, "ood_train": OOD_TRAIN,
                    "ood_challenges": OOD,
                    "ood_games": args.ood_games, "recheck_games": args.recheck_games, "baseline_rounds": args.baseline_rounds},
-        "command": "python bench/learning.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.learning " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "measured_at": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} CPU cores, " + (_gpu() or "no GPU"),
+        "machine": machine(),
         "runtime": _runtime(tw),
         "wall_s": round(sum(a["wall_s"] for a in [*arms.values(), *baselines.values()] if "wall_s" in a)
                         + (ood["wall_s"] if ood else 0) + recheck["wall_s"], 1),
@@ -446,17 +280,11 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.write_text(json.dumps(result, indent=2))
     png = args.out.with_suffix(".png")
     plot(result, png)
-    write_docs(args.docs, markdown(result, png, args.docs))
+    write_docs(args.docs, markdown(result, png, args.docs), SECTION)
     console.print(f"wrote {args.out}, {png} and {args.docs}")
     for name, t in result["targets"].items():
         console.print(f"  {name}: {t['value']} (target {t['target']}) -> {'met' if t['met'] else 'NOT met'}")
     return result
-
-
-def _gpu() -> str | None:
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
 
 
 def _runtime(cfg: OELConfig) -> dict:

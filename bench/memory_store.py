@@ -1,7 +1,7 @@
 """Memory benchmark: bulk insert rate, single-insert rate (with the near-duplicate check), and query
 latency at N items. Query time includes embedding the query with MiniLM, as in real retrieval.
 
-    .venv/bin/python bench/memory_store.py --items 100000 [--json]
+    .venv/bin/python -m bench.memory_store --items 100000 [--json]
 
 Items are synthetic lessons built from a seeded vocabulary, spread over 4 game families; queries ask
 for one family's active items, exactly as the consolidation teacher does.
@@ -9,20 +9,13 @@ for one family's active items, exactly as the consolidation teacher does.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path; the repository root is needed instead.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import argparse  # noqa: E402
+import argparse
 import json
 import random
 import statistics
 import tempfile
 import time
 
-import oel  # noqa: F401  (offline settings)
 from tqdm import tqdm
 
 from memory.store import Memory

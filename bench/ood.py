@@ -1,7 +1,7 @@
 """Forgetting: the learning bench's out-of-distribution arm alone, with any settings, to compare levers.
 
-    .venv/bin/python bench/ood.py --runs-dir runs/bench-learning                         # the bench's own arm
-    .venv/bin/python bench/ood.py --runs-dir runs/ood-lr3e-4 --set learning_rate=3e-4    # one lever
+    .venv/bin/python -m bench.ood --runs-dir runs/bench-learning                         # the bench's own arm
+    .venv/bin/python -m bench.ood --runs-dir runs/ood-lr3e-4 --set learning_rate=3e-4    # one lever
 
 Each run trains on coin collector only (rounds 0..R of the loop, like `bench/learning.py`'s `ood-train` arm)
 and then plays treasure hunter, a challenge type it never saw, with the base model and with the final
@@ -12,21 +12,19 @@ its artifacts, the OOD evaluations from `reports/ood.json` when policy and games
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/learning.py
-
-import argparse  # noqa: E402
+import argparse
 import json
 import shlex
+import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.learning import OOD_TRAIN, gained_lost, ood_eval, pct, run_arm, settings, write_docs
+from bench.arms import OOD_TRAIN, ood_eval, run_arm
+from bench.common import settings, write_docs
+from bench.stats import gained_lost, pct
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import one_line_errors
 from oel.files import write_atomic
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     console = Console()
     arm = run_arm("ood-train", cfg, args.runs_dir, console)
     ood = ood_eval(cfg, args.runs_dir / "ood-train", args.ood_games, console)
-    command = "python bench/ood.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench.ood " + shlex.join(argv if argv is not None else sys.argv[1:])
     row = summary_row(args.label or args.runs_dir.name, extra, arm, ood, command)
     rows = save_row(args.out, row)
     write_docs(args.docs, markdown(rows), SECTION)

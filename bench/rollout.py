@@ -1,6 +1,6 @@
 """Rollout benchmark: steps per second of choose-mode play, naive versus the project's fast path.
 
-    .venv/bin/python bench/rollout.py [--games 16] [--steps 6] [--generate-games 4] [--challenges C ...] [--device D] [--json]
+    .venv/bin/python -m bench.rollout [--games 16] [--steps 6] [--generate-games 4] [--challenges C ...] [--device D] [--json]
 
 - naive: one game at a time; every candidate command is scored with a full forward pass over prompt +
   candidate, so the whole prompt is re-encoded for every candidate, every turn;
@@ -23,28 +23,19 @@ machine, with the embedded SmolLM2-135M and real TextWorld games. The naive path
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and this file's name would shadow the `memory`
-# package; put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import argparse  # noqa: E402
+import argparse
 import dataclasses
 import json
-import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-import oel  # noqa: F401  (offline settings)
-import torch
 
 from agent.games import make_suite, suite_specs
 from agent.policy import Policy, naive_candidate_logprobs
 from agent.batching import BatchedPolicy
 from agent.rollout import play_games
+from bench.common import device_description
 from memory.reflection import Reflector
 from oel.progress import progress
 from oel.config import OELConfig
@@ -84,16 +75,6 @@ def reflections_per_s(policy, episodes, cfg, concurrency) -> float:
     if writer is not policy:
         writer.close()
     return len(episodes) / (time.perf_counter() - start)
-
-
-def machine(policy) -> dict:
-    """What the figures were measured on: the policy's runtime, and the GPU's or the CPU's name."""
-    runtime = policy.runtime()
-    if runtime["device"].startswith("cuda"):
-        runtime["device"] += f" ({torch.cuda.get_device_name(policy.model.device)})"
-    else:
-        runtime["device"] += f" x{torch.get_num_threads()} threads ({platform.machine()})"
-    return runtime
 
 
 def main() -> None:
@@ -148,7 +129,7 @@ def main() -> None:
         "steps_measured": {"naive": naive_steps, "fast1_no_reuse": plain_steps, "fast1": fast1_steps,
                            f"fast{args.games}": fastk_steps, "generate1": gen1_steps,
                            f"generate{len(few)}": genk_steps},
-        **machine(fast),
+        **device_description(fast.runtime()),
     }
     if args.json:
         print(json.dumps(result))

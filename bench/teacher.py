@@ -1,6 +1,6 @@
 """The teacher's ceiling: which context in the prompt makes the best teacher, on many held-out games.
 
-    .venv/bin/python bench/teacher.py --run-dir runs/bench-learning/textworld --round 1 --games 48
+    .venv/bin/python -m bench.teacher --run-dir runs/bench-learning/textworld --round 1 --games 48
 
 Context distillation teaches the student to play like its teacher (the policy with a context in its
 prompt), and measured here the student stops when it gets there (docs/RESULTS.md, "More rounds"). So the
@@ -26,23 +26,20 @@ each context against `none` game by game (exact McNemar p).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/learning.py
-
-import argparse  # noqa: E402
+import argparse
 import json
 import shlex
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from agent.games import make_suite, split_specs
-from bench.learning import gained_lost, paired_p, pct, settings, summary, write_docs
+from bench.common import settings, write_docs
+from bench.stats import gained_lost, paired_p, pct, summary
 from consolidation.checkpoints import Registry
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, teacher_sources
@@ -161,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"run_dir": str(args.run_dir), "round": args.round, "policy": args.policy, "k": cfg.retrieve_k,
               "utility_threshold": cfg.utility_threshold, "unquarantined": args.unquarantine,
               "contexts": rows, "measured_at": time.strftime("%Y-%m-%d"),
-              "command": "python bench/teacher.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
+              "command": "python -m bench.teacher " + shlex.join(argv if argv is not None else sys.argv[1:])}
     write_atomic(args.out, json.dumps(result, indent=2))
     write_docs(args.docs, markdown(result), SECTION)
     table = Table(*HEADER)

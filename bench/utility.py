@@ -1,6 +1,6 @@
 """Utility bench: what measuring each memory item's utility costs, and what the utilities say.
 
-    .venv/bin/python bench/utility.py --run-dir runs/bench-learning/textworld --round 1 [--json]
+    .venv/bin/python -m bench.utility --run-dir runs/bench-learning/textworld --round 1 [--json]
 
 On a copy of a run's round-R items (quarantined insights released too, so their utility can be compared
 with the grounded ones'), the round's policy-in-force (the base model for round 1) measures every item
@@ -11,20 +11,13 @@ item) and the mean utility by kind and by grounding verdict.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # see bench/learning.py (bench/consolidation.py
-    # would shadow the consolidation package)
-
-import argparse  # noqa: E402
+import argparse
 import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
-import oel  # noqa: F401  (offline settings)
 from rich.console import Console
 from rich.table import Table
 

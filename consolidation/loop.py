@@ -1,14 +1,6 @@
 """The online loop: each round plays, reflects, consolidates, gates and prunes (DESIGN.md §1).
 
-Run directory layout (every artifact says what made it):
-    config.json                   the settings of this run
-    games.json                    each round's train games, the validation and the test games (disjoint seeds)
-    trajectories/round_<r>.jsonl  every episode of round r, with every turn's prefix
-    trajectories/round_<r>.<worker>.jsonl  round r's episodes played by `oel play --worker <worker>`
-    memory/                       the Chroma knowledge memory
-    checkpoints/v<n>/             LoRA adapter + manifest.json (parent, status, knowledge_ids, games, eval, config)
-    reports/rounds.jsonl          one row per round; reports/learning_curve.png
-    reports/in_context.jsonl      with eval_in_context: each round's teacher on the test games
+The run directory's files are named in `oel/rundir.py`.
 
 Online, as in the method: each round plays fresh train games (`fresh_games`). The held-out games are split
 by seed: the gate decides on the *validation* games, and the round table, the plots and the benches report
@@ -58,6 +50,7 @@ from oel.config import OELConfig, load_run_config
 from oel.errors import Interrupted, OELError
 from oel.files import write_atomic
 from oel.jsonl import open_append, read_jsonl
+from oel.rundir import RunDir
 
 EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
 
@@ -66,7 +59,7 @@ def check_run_dir(cfg: OELConfig, run_dir: Path) -> None:
     """Check that an existing run directory was made with the same settings. Writes nothing: the settings
     are written (`write_run_config`) only once they are known to work (the model and the memory open), so
     a typo in a new run's settings never locks that run directory to it."""
-    path = run_dir / "config.json"
+    path = RunDir(run_dir).config
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
@@ -85,7 +78,7 @@ def check_run_dir(cfg: OELConfig, run_dir: Path) -> None:
 
 def write_run_config(cfg: OELConfig, run_dir: Path) -> None:
     """Record the run's settings (a run made before a setting existed gets it added); never rewritten as is."""
-    path = run_dir / "config.json"
+    path = RunDir(run_dir).config
     if not path.is_file() or json.loads(path.read_text()) != cfg.to_dict():
         write_atomic(path, json.dumps(cfg.to_dict(), indent=2))
 
@@ -115,7 +108,7 @@ class Suites:
     def read(cls, run_dir: Path) -> Suites:
         """The suites recorded in `games.json` (empty if there is none). One written before validation was
         split off has `heldout` games, which then serve as both; its single `train` list is every round's."""
-        path = run_dir / "games.json"
+        path = RunDir(run_dir).games
         if not path.is_file():
             return cls({}, [], [])
         try:
@@ -160,13 +153,13 @@ def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None,
             if r not in suites.train:
                 suites.train[r], made = suite("train", cfg.train_games, r), True
     if made:
-        write_atomic(run_dir / "games.json", json.dumps(suites.to_json(), indent=2))
+        write_atomic(RunDir(run_dir).games, json.dumps(suites.to_json(), indent=2))
     return suites
 
 
 def consolidation_lock(run_dir: Path) -> DirectoryLock:
     """Only one consolidation per run directory at a time, whichever command started it."""
-    return DirectoryLock(run_dir / "consolidate.lock", f"consolidation of {run_dir}")
+    return DirectoryLock(RunDir(run_dir).consolidate_lock, f"consolidation of {run_dir}")
 
 
 def load_policy(cfg: OELConfig, registry: Registry, version: str | None) -> Policy:
@@ -184,7 +177,7 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
         if not rows:
             raise Interrupted(f"`oel loop` stopped before round 0 was evaluated in {run_dir}; run the same "
                               "command to start again") from None
-        log = Path(run_dir) / "trajectories" / f"round_{len(rows)}.jsonl"
+        log = RunDir(run_dir).round_log(len(rows))
         raise Interrupted(f"`oel loop` stopped during round {len(rows)} of {run_dir} (rounds up to {len(rows) - 1} "
                           f"are finished; {len(load_trajectories([log]))} of this round's games are logged and "
                           "kept): run the same command to resume") from None
@@ -195,7 +188,7 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
     check_run_dir(cfg, run_dir)
-    registry = Registry(run_dir / "checkpoints")
+    registry = Registry(RunDir(run_dir).checkpoints)
 
     with open_memory(cfg, run_dir) as memory:
         write_run_config(cfg, run_dir)
@@ -240,7 +233,7 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
             rows.append(append_row(run_dir, r, policy.name, current_eval(registry, rows, "test"), memory, gate,
                                    in_context, validation=current_eval(registry, rows)))
     console.print(rounds_table(rows))
-    png = plot_rounds(rows, run_dir / "reports" / "learning_curve.png")
+    png = plot_rounds(rows, RunDir(run_dir).learning_curve)
     console.print(f"learning curve: {png}\nrun directory: {run_dir}")
     return rows
 
@@ -256,7 +249,7 @@ def check_worker_name(name: str) -> None:
 
 def worker_log(run_dir: Path, r: int, worker: str) -> Path:
     """Where worker `worker` logs round r's episodes (`oel play --worker`)."""
-    return run_dir / "trajectories" / f"round_{r}.{worker}.jsonl"
+    return RunDir(run_dir).round_log(r, worker)
 
 
 def next_round(run_dir: Path, registry: Registry) -> int:
@@ -267,18 +260,18 @@ def next_round(run_dir: Path, registry: Registry) -> int:
 
 def workers_episodes(run_dir: Path, r: int) -> list[dict]:
     """Round r's episodes logged by `oel play --worker` processes (not the loop's own)."""
-    return load_trajectories(sorted((run_dir / "trajectories").glob(f"round_{r}.*.jsonl")))
+    return load_trajectories(RunDir(run_dir).worker_logs(r))
 
 
 def logged_episodes(run_dir: Path) -> list[dict]:
     """Every train episode logged in the run so far, all rounds and `oel play` included."""
-    return load_trajectories(sorted((run_dir / "trajectories").glob("*.jsonl")))
+    return load_trajectories(RunDir(run_dir).logs())
 
 
 def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, train: Games,
                r: int, console: Console) -> list[dict]:
     """Play this round's train games that are not logged yet; return all of the round's episodes."""
-    log_path = run_dir / "trajectories" / f"round_{r}.jsonl"
+    log_path = RunDir(run_dir).round_log(r)
     logged = load_trajectories([log_path])
     played = {Path(e["game"]).name for e in logged}  # a game is its spec's file name, wherever the cache is
     # Items written by an episode that was cut off before it was logged: that game is played again.
@@ -308,7 +301,7 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
     """Test success of round r's teacher: `policy` with what the teacher sees in its prompt (the active
     memory, retrieved per situation; for the raw-trajectory baseline, this round's train episodes of
     the game's family; or both, as `cfg.teacher_context` says). Saved, so a resumed run does not evaluate it twice."""
-    path = run_dir / "reports" / "in_context.jsonl"
+    path = RunDir(run_dir).in_context
     for row in read_jsonl(path):
         if row["round"] == r:
             return {k: v for k, v in row.items() if k != "round"}
@@ -407,7 +400,7 @@ def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory
            "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"),
            "memory_quarantined": memory.count("quarantined"), "gate": gate,
            **({"validation": validation} if validation is not None else {})}
-    path = run_dir / "reports" / "rounds.jsonl"
+    path = RunDir(run_dir).rounds
     with open_append(path) as f:
         f.write(json.dumps(row) + "\n")
     return row
@@ -422,7 +415,7 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
     console = console or Console()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    registry = Registry(run_dir / "checkpoints")
+    registry = Registry(RunDir(run_dir).checkpoints)
     suites = prepare_games(cfg, run_dir, rounds=1)  # the gate needs validation games: made if `oel play` made none
     episodes = logged_episodes(run_dir)
     if not episodes:

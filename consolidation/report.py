@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oel.jsonl import read_jsonl
+from oel.rundir import RunDir
 
 COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "test success, no memory"),
            ("validation", "validation"), ("steps", "steps/ep"), ("tokens_per_episode", "tokens/ep"),
@@ -16,7 +17,7 @@ COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "test
 
 
 def read_rounds(run_dir: Path) -> list[dict]:
-    return read_jsonl(Path(run_dir) / "reports" / "rounds.jsonl")
+    return read_jsonl(RunDir(run_dir).rounds)
 
 
 def rounds_table(rows: list[dict]) -> Table:
@@ -84,7 +85,7 @@ def print_report(run_dir: Path, console: Console | None = None) -> Path | None:
     if not rows:
         return None
     console.print(rounds_table(rows))
-    png = Path(run_dir) / "reports" / "learning_curve.png"
+    png = RunDir(run_dir).learning_curve
     try:
         plot_rounds(rows, png)
     except OSError as err:  # a read-only run directory: the table is what was asked for

@@ -42,6 +42,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from memory.lock import DirectoryLock
 from oel.errors import OELError
 from oel.text import sanitize
+from oel.rundir import RunDir
 from oel.validation import checked_fields
 
 ACTIVE_PREFIX = "active-"
@@ -554,4 +555,4 @@ def retrieval_args(cfg, context: str | None = None) -> dict | None:
 
 def open_memory(cfg, run_dir: str | Path, read_only: bool = False) -> Memory:
     """A run's memory: its Chroma server if the config names one, else `<run_dir>/memory`."""
-    return Memory(path=Path(run_dir) / "memory", url=cfg.memory_url, read_only=read_only)
+    return Memory(path=RunDir(run_dir).memory, url=cfg.memory_url, read_only=read_only)

@@ -21,6 +21,7 @@ from oel.errors import Interrupted, OELError
 from oel.files import write_atomic
 from oel.text import sanitize
 from oel.jsonl import read_jsonl
+from oel.rundir import RunDir
 
 app = typer.Typer(help="Online experiential learning for language-model agents: play, reflect, consolidate.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -47,7 +48,7 @@ def default_run_dir() -> Path:
         last = Path(LAST_RUN.read_text().strip())
     except OSError:
         last = None
-    return last if last and (last / "config.json").is_file() else Path("runs/default")
+    return last if last and RunDir(last).is_run() else Path("runs/default")
 
 
 def remember_run(run_dir: Path) -> None:
@@ -60,12 +61,12 @@ def remember_run(run_dir: Path) -> None:
 
 def require_run(run_dir: Path) -> Path:
     """A read command's run directory must exist: an empty answer for a wrong path would look like success."""
-    if not (run_dir / "config.json").is_file():
+    if not RunDir(run_dir).is_run():
         raise OELError(f"{run_dir} is not a run directory (no config.json): give --run-dir, or run `oel loop` first")
     return run_dir
 
 
-RunDir = typer.Option(None, "--run-dir", "-r", callback=lambda given: given or default_run_dir(),
+RunDirOption = typer.Option(None, "--run-dir", "-r", callback=lambda given: given or default_run_dir(),
                       show_default="the last run used here, else runs/default",
                       help="Run directory: games, memory, checkpoints, reports.")
 ConfigFile = typer.Option(None, "--config", "-c", help="TOML file of settings (see oel/config.py).")
@@ -89,7 +90,7 @@ def _quiet() -> None:
 
 @app.command()
 def loop(
-    run_dir: Path = RunDir,
+    run_dir: Path = RunDirOption,
     config: Optional[Path] = ConfigFile,
     rounds: Optional[int] = typer.Option(None, help="Rounds of play, reflect, consolidate (default 2)."),
     model: Optional[str] = typer.Option(None, help="smollm2-135m (embedded), a model directory or a cached hub id."),
@@ -121,7 +122,7 @@ def loop(
 
 @app.command()
 def play(
-    run_dir: Path = RunDir,
+    run_dir: Path = RunDirOption,
     config: Optional[Path] = ConfigFile,
     game: Optional[list[str]] = typer.Option(None, "--game", help="A game file (.z8, .z5, .ulx, .ta), a folder of "
                                              "them or a glob; repeat for more. Default: the run's train games."),
@@ -144,7 +145,7 @@ def play(
 
     from oel.config import load_run_config
 
-    if (run_dir / "config.json").is_file():
+    if RunDir(run_dir).is_run():
         cfg = load_run_config(run_dir)  # an existing run keeps its own settings
     else:
         # A new run's train games are the ones `--games` asks for (the run's own first round).
@@ -170,7 +171,7 @@ def play(
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
     check_run_dir(cfg, run_dir)
-    registry = Registry(run_dir / "checkpoints")
+    registry = Registry(RunDir(run_dir).checkpoints)
     with open_memory(cfg, run_dir) as memory:
         write_run_config(cfg, run_dir)  # only now: the model and the memory work
         remember_run(run_dir)
@@ -179,7 +180,7 @@ def play(
         writer = reflection_policy(cfg, policy) if reflect else None
         reflector = Reflector(writer, memory, cfg, writer.name) if reflect else None
         if worker is None:
-            r, log_path, seed_base = 0, run_dir / "trajectories" / "play.jsonl", cfg.seed * 7919
+            r, log_path, seed_base = 0, RunDir(run_dir).play_log, cfg.seed * 7919
         else:  # a worker's episodes feed the next consolidation: they carry its round
             r = next_round(run_dir, registry)
             log_path, seed_base = worker_log(run_dir, r, worker), cfg.seed * 7919 + zlib.crc32(worker.encode())
@@ -222,7 +223,7 @@ def _run_train_games(cfg: OELConfig, run_dir: Path, n: int) -> list:
 
 
 @app.command()
-def consolidate(run_dir: Path = RunDir):
+def consolidate(run_dir: Path = RunDirOption):
     """Distil the logged prefixes and the active memory into a new checkpoint, once; gate and prune.
 
     Idempotent: does nothing if the newest checkpoint was trained on exactly this data. A lock keeps two
@@ -238,7 +239,7 @@ def consolidate(run_dir: Path = RunDir):
 
 @app.command()
 def schedule(
-    run_dir: Path = RunDir,
+    run_dir: Path = RunDirOption,
     cron: Optional[str] = typer.Option(None, help="Crontab expression, e.g. '0 3 * * *' (03:00 daily)."),
     every: Optional[str] = typer.Option(None, help="Interval: 30s, 15m, 6h or 1d."),
     when_items: Optional[int] = typer.Option(None, help="Consolidate once the memory holds this many active items."),
@@ -254,7 +255,7 @@ def schedule(
 
 
 @app.command()
-def report(run_dir: Path = RunDir):
+def report(run_dir: Path = RunDirOption):
     """Print the per-round table and write the PNG learning curve."""
     from consolidation.report import print_report
 
@@ -266,12 +267,12 @@ def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False):
     """The run's memory: its own Chroma server if the run uses one, else the directory under the run."""
     from memory.store import open_memory
 
-    cfg_path = run_dir / "config.json"
+    cfg_path = RunDir(run_dir).config
     cfg = OELConfig.from_file(cfg_path) if cfg_path.is_file() else OELConfig()
     if memory_url:
         cfg.memory_url = memory_url
     if write and not cfg.memory_url:
-        (run_dir / "memory").mkdir(parents=True, exist_ok=True)
+        RunDir(run_dir).memory.mkdir(parents=True, exist_ok=True)
     return open_memory(cfg, run_dir, read_only=not write)
 
 
@@ -313,7 +314,7 @@ def _utility(item) -> str:
 
 
 @memory_app.command("list")
-def memory_list(run_dir: Path = RunDir, status: str = Status, env: Optional[str] = EnvFilter,
+def memory_list(run_dir: Path = RunDirOption, status: str = Status, env: Optional[str] = EnvFilter,
                 round: Optional[int] = RoundFilter, min_support: Optional[int] = SupportFilter,
                 kind: Optional[str] = KindFilter, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
     """List knowledge items with their kind, support, utility and metadata."""
@@ -322,7 +323,7 @@ def memory_list(run_dir: Path = RunDir, status: str = Status, env: Optional[str]
 
 
 @memory_app.command("search")
-def memory_search(text: str, run_dir: Path = RunDir, k: int = typer.Option(5, "-k", help="How many items."),
+def memory_search(text: str, run_dir: Path = RunDirOption, k: int = typer.Option(5, "-k", help="How many items."),
                   status: str = Status, env: Optional[str] = EnvFilter, round: Optional[int] = RoundFilter,
                   min_support: Optional[int] = SupportFilter, kind: Optional[str] = KindFilter,
                   memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
@@ -333,7 +334,7 @@ def memory_search(text: str, run_dir: Path = RunDir, k: int = typer.Option(5, "-
 
 
 @memory_app.command("show")
-def memory_show(item_id: str, run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
+def memory_show(item_id: str, run_dir: Path = RunDirOption, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
     """Show one item and all its metadata."""
     with _memory(run_dir, memory_url) as memory:
         item = memory.get(item_id).to_dict()
@@ -345,7 +346,7 @@ def memory_show(item_id: str, run_dir: Path = RunDir, memory_url: Optional[str] 
 
 
 @memory_app.command("stats")
-def memory_stats(run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
+def memory_stats(run_dir: Path = RunDirOption, memory_url: Optional[str] = MemoryUrl, as_json: bool = AsJson):
     """Counts by status and by game family."""
     with _memory(run_dir, memory_url) as memory:
         stats = memory.stats()
@@ -369,7 +370,7 @@ def memory_stats(run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl, 
 
 
 @memory_app.command("export")
-def memory_export(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl):
+def memory_export(path: Path, run_dir: Path = RunDirOption, memory_url: Optional[str] = MemoryUrl):
     """Write every item (all statuses, all metadata) to a JSONL file."""
     with _memory(run_dir, memory_url) as memory:
         rows = memory.export()
@@ -378,7 +379,7 @@ def memory_export(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] 
 
 
 @memory_app.command("import")
-def memory_import(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl):
+def memory_import(path: Path, run_dir: Path = RunDirOption, memory_url: Optional[str] = MemoryUrl):
     """Add the items of a JSONL export, keeping their ids and metadata; ids already present are skipped."""
     rows = read_jsonl(path, missing_ok=False)
     with _memory(run_dir, memory_url, write=True) as memory:
@@ -387,7 +388,7 @@ def memory_import(path: Path, run_dir: Path = RunDir, memory_url: Optional[str] 
 
 
 @memory_app.command("delete")
-def memory_delete(item_ids: list[str], run_dir: Path = RunDir, memory_url: Optional[str] = MemoryUrl,
+def memory_delete(item_ids: list[str], run_dir: Path = RunDirOption, memory_url: Optional[str] = MemoryUrl,
                   yes: bool = typer.Option(False, "--yes", help="Confirm the hard delete.")):
     """Delete items for good. Prefer `prune`, which archives and can be undone."""
     if not yes:
@@ -398,7 +399,7 @@ def memory_delete(item_ids: list[str], run_dir: Path = RunDir, memory_url: Optio
 
 
 @memory_app.command("prune")
-def memory_prune(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDir,
+def memory_prune(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDirOption,
                  env: Optional[str] = EnvFilter, round: Optional[int] = RoundFilter,
                  max_support: Optional[int] = typer.Option(None, help="Archive active items seen at most this often."),
                  memory_url: Optional[str] = MemoryUrl):
@@ -416,7 +417,7 @@ def memory_prune(item_ids: list[str] = typer.Argument(None), run_dir: Path = Run
 
 
 @memory_app.command("restore")
-def memory_restore(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDir,
+def memory_restore(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDirOption,
                    checkpoint: Optional[str] = typer.Option(None, help="Reactivate what this checkpoint absorbed."),
                    memory_url: Optional[str] = MemoryUrl):
     """Make items active again: archived or quarantined ones by id, or everything consolidated into --checkpoint."""
@@ -432,11 +433,11 @@ def memory_restore(item_ids: list[str] = typer.Argument(None), run_dir: Path = R
 
 
 @checkpoints_app.command("list")
-def checkpoints_list(run_dir: Path = RunDir, as_json: bool = AsJson):
+def checkpoints_list(run_dir: Path = RunDirOption, as_json: bool = AsJson):
     """List checkpoint versions with their manifests."""
     from consolidation.checkpoints import Registry
 
-    manifests = Registry(require_run(run_dir) / "checkpoints").manifests()
+    manifests = Registry(RunDir(require_run(run_dir)).checkpoints).manifests()
     if as_json:
         print(json.dumps(manifests, indent=2))
         return
@@ -454,11 +455,11 @@ def checkpoints_list(run_dir: Path = RunDir, as_json: bool = AsJson):
 
 
 @checkpoints_app.command("show")
-def checkpoints_show(version: str, run_dir: Path = RunDir, as_json: bool = AsJson):
+def checkpoints_show(version: str, run_dir: Path = RunDirOption, as_json: bool = AsJson):
     """Show one checkpoint's manifest."""
     from consolidation.checkpoints import Registry
 
-    manifest = Registry(require_run(run_dir) / "checkpoints").manifest(version)
+    manifest = Registry(RunDir(require_run(run_dir)).checkpoints).manifest(version)
     if as_json:
         print(json.dumps(manifest, indent=2))
         return
@@ -468,13 +469,13 @@ def checkpoints_show(version: str, run_dir: Path = RunDir, as_json: bool = AsJso
 
 
 @checkpoints_app.command("promote")
-def checkpoints_promote(version: str, run_dir: Path = RunDir):
+def checkpoints_promote(version: str, run_dir: Path = RunDirOption):
     """Make VERSION the policy in force (overriding the gate) and prune the knowledge it absorbed."""
     from consolidation.checkpoints import Registry
     from memory.store import open_memory
     from oel.config import load_run_config
 
-    registry = Registry(run_dir / "checkpoints")
+    registry = Registry(RunDir(run_dir).checkpoints)
     manifest = registry.manifest(version)
     with open_memory(load_run_config(run_dir), run_dir) as memory:
         registry.set_status(version, "promoted")
@@ -483,13 +484,13 @@ def checkpoints_promote(version: str, run_dir: Path = RunDir):
 
 
 @checkpoints_app.command("rollback")
-def checkpoints_rollback(run_dir: Path = RunDir):
+def checkpoints_rollback(run_dir: Path = RunDirOption):
     """Retire the policy in force; its parent takes over and the knowledge it absorbed becomes active again."""
     from consolidation.checkpoints import Registry
     from memory.store import open_memory
     from oel.config import load_run_config
 
-    registry = Registry(run_dir / "checkpoints")
+    registry = Registry(RunDir(run_dir).checkpoints)
     current = registry.current()
     if current is None:
         raise OELError(f"nothing to roll back in {run_dir}: the base model is in force")

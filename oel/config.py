@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from oel.errors import OELError
+from oel.rundir import RunDir
 from oel.validation import checked_fields
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -223,7 +224,7 @@ class OELConfig:
 
 def load_run_config(run_dir: str | Path) -> OELConfig:
     """The settings a run directory was made with."""
-    path = Path(run_dir) / "config.json"
+    path = RunDir(run_dir).config
     if not path.is_file():
         raise OELError(f"{run_dir} is not a run directory (no config.json): run `oel loop --run-dir {run_dir}` first")
     return OELConfig.from_file(path)

@@ -1,51 +1,44 @@
 """bench/learning.py end to end on a tiny random model (real TextWorld, TextArena, Chroma and TRL): every
 arm runs, each round's teacher is evaluated, and the JSON, PNG and docs section are written."""
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import bench.learning as bench
+from bench.arms import OOD, OOD_TRAIN
+from bench.common import write_docs
+from bench.stats import paired_p, wilson
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_wilson_interval(bench):
-    assert bench.wilson(0, 8) == [0.0, pytest.approx(0.3244, abs=1e-4)]  # never a zero-width interval at 0%
-    low, high = bench.wilson(9, 16)
+def test_wilson_interval():
+    assert wilson(0, 8) == [0.0, pytest.approx(0.3244, abs=1e-4)]  # never a zero-width interval at 0%
+    low, high = wilson(9, 16)
     assert low < 9 / 16 < high and 0 <= low and high <= 1
-    assert bench.wilson(16, 16)[1] == 1.0
+    assert wilson(16, 16)[1] == 1.0
 
 
-def test_paired_p_uses_only_the_games_that_changed(bench):
-    assert bench.paired_p([0, 1, 1, 0], [0, 1, 1, 0]) == 1.0  # nothing changed
-    assert bench.paired_p([0] * 8, [1] * 8) == pytest.approx(2 / 2 ** 8, abs=1e-4)  # 8 of 8 discordant gained
+def test_paired_p_uses_only_the_games_that_changed():
+    assert paired_p([0, 1, 1, 0], [0, 1, 1, 0]) == 1.0  # nothing changed
+    assert paired_p([0] * 8, [1] * 8) == pytest.approx(2 / 2 ** 8, abs=1e-4)  # 8 of 8 discordant gained
     # Shared wins and losses add nothing: the same 3 gains and 1 loss give the same p with 20 more ties.
-    assert bench.paired_p([0, 0, 0, 1], [1, 1, 1, 0]) == bench.paired_p([0, 0, 0, 1] + [1] * 20, [1, 1, 1, 0] + [1] * 20)
-    assert bench.paired_p(None, [1]) is None and bench.paired_p([1], [1, 0]) is None
+    assert paired_p([0, 0, 0, 1], [1, 1, 1, 0]) == paired_p([0, 0, 0, 1] + [1] * 20, [1, 1, 1, 0] + [1] * 20)
+    assert paired_p(None, [1]) is None and paired_p([1], [1, 0]) is None
 
 
-def test_docs_section_is_replaced_and_hand_written_text_kept(bench, tmp_path):
+def test_docs_section_is_replaced_and_hand_written_text_kept(tmp_path):
     docs = tmp_path / "RESULTS.md"
     docs.write_text("# Results\n\nBy hand, before.\n")
-    bench.write_docs(docs, f"{bench.SECTION[0]}\nfirst\n{bench.SECTION[1]}")
+    write_docs(docs, f"{bench.SECTION[0]}\nfirst\n{bench.SECTION[1]}", bench.SECTION)
     docs.write_text(docs.read_text() + "\nBy hand, after.\n")
-    bench.write_docs(docs, f"{bench.SECTION[0]}\nsecond\n{bench.SECTION[1]}")
+    write_docs(docs, f"{bench.SECTION[0]}\nsecond\n{bench.SECTION[1]}", bench.SECTION)
     text = docs.read_text()
     assert "By hand, before." in text and "By hand, after." in text
     assert "second" in text and "first" not in text and text.count(bench.SECTION[0]) == 1
 
 
-def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
+def test_quick_bench_runs_every_arm(tmp_path, tiny_model_dir):
     writer = tmp_path / "writer-model"
     shutil.copytree(tiny_model_dir, writer)
     out = tmp_path / "results" / "learning.json"
@@ -61,7 +54,7 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
     assert [r["round"] for r in saved["rounds"]] == [0, 1] and saved["rounds"][0]["success_in_context"] is None
     assert saved["arms"]["frozenlake"]["rounds"][1]["n_games"] == 3  # --frozenlake-test-games
     # OOD: trained on coin collector alone, tested on treasure hunter, never the other way round.
-    assert saved["ood"]["trained_on"] == bench.OOD_TRAIN and saved["ood"]["challenges"] == bench.OOD
+    assert saved["ood"]["trained_on"] == OOD_TRAIN and saved["ood"]["challenges"] == OOD
     assert saved["ood"]["round0"]["n_games"] == 2 and "drop_points" in saved["ood"] and "paired_p" in saved["ood"]
     # Per-game outcomes were kept, so round 0 and the last round get a paired test.
     assert len(saved["rounds"][0]["wins"]) == 2 and saved["targets"]["gain_points"]["paired_p"] is not None
@@ -98,9 +91,8 @@ def test_quick_bench_runs_every_arm(bench, tmp_path, tiny_model_dir):
 
 
 def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_path, tiny_model_dir):
-    spec = importlib.util.spec_from_file_location("bench_ood", ROOT / "bench" / "ood.py")
-    ood = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ood)
+    import bench.ood as ood
+
     out, docs = tmp_path / "levers.jsonl", tmp_path / "R.md"
     docs.write_text("# Results\n\nBy hand.\n")
     common = ["--model", str(tiny_model_dir), "--rounds", "1", "--train-games", "2", "--validation-games", "2", "--test-games", "2",
@@ -125,9 +117,8 @@ def test_teacher_bench_compares_contexts_on_a_copy_of_the_memory(tmp_path, tiny_
     from oel.config import OELConfig
     from oel.errors import OELError
 
-    spec = importlib.util.spec_from_file_location("bench_teacher", ROOT / "bench" / "teacher.py")
-    teacher = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(teacher)
+    import bench.teacher as teacher
+
     run_dir = tmp_path / "run"
     with Memory(run_dir / "memory") as memory:  # a random model writes no usable knowledge: seed it
         memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="seed", outcome="won",

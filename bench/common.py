@@ -1,0 +1,59 @@
+"""What the benches share besides statistics: `--set` options, the docs sections they write, and the
+machine they ran on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+
+def write_docs(docs: Path, section: str, markers: tuple[str, str]) -> None:
+    """Replace the section of `docs` between `markers` (which `section` starts and ends with), keeping
+    everything written by hand around it."""
+    text = docs.read_text() if docs.is_file() else "# Results\n"
+    if markers[0] in text and markers[1] in text:
+        head, rest = text.split(markers[0], 1)
+        text = head + section + rest.split(markers[1], 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(text)
+
+
+def settings(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """`--set KEY=JSON` options as a dict; a value that is not JSON is a usage error naming the option."""
+    extra = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {item!r}: the value must be JSON, e.g. --set learning_rate=3e-4 or --set 'challenges=[\"ta-frozenlake\"]'")
+    return extra
+
+
+def gpu_name() -> str | None:
+    """The CUDA device's name, or None on a machine without one."""
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def machine() -> str:
+    """The machine in words, for a result's `machine` field."""
+    return f"{os.cpu_count()} CPU cores, " + (gpu_name() or "no GPU")
+
+
+def device_description(runtime: dict) -> dict:
+    """A policy's runtime (`Policy.runtime()`) with the GPU's name, or the CPU's threads and architecture."""
+    import torch
+
+    runtime = dict(runtime)
+    if runtime["device"].startswith("cuda"):
+        runtime["device"] += f" ({torch.cuda.get_device_name(runtime['device'])})"
+    else:
+        runtime["device"] += f" x{torch.get_num_threads()} threads ({platform.machine()})"
+    return runtime
