@@ -41,6 +41,7 @@ from consolidation.checkpoints import Registry
 from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
 from consolidation.evaluate import evaluate, teacher_sources
+from consolidation.lifecycle import gate_status, prune_absorbed
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from consolidation.utility import measure_utilities
 from memory.lock import DirectoryLock
@@ -224,7 +225,7 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
                 manifest, candidate = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
                                                   current_eval(registry, rows), suites, r, console)
             if manifest and manifest["status"] == "promoted":
-                memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])
+                prune_absorbed(registry, memory, manifest["version"])
                 current = manifest["version"]
                 policy = candidate or load_policy(cfg, registry, current)  # the one just evaluated, if loaded
                 gate = f"promoted {current}"
@@ -357,12 +358,12 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
             candidate = Policy.load(cfg.model, adapters=[*registry.lineage(current), Path(tmp) / "adapter"],
                                     name=f"{cfg.model}+{version}", device=cfg.device, dtype=cfg.dtype)
             after = summary(evaluate(candidate, suites.validation, cfg, desc=f"eval {version} (validation)"))
-            promoted = after["success_no_memory"] >= parent["success_no_memory"] - cfg.gate_tolerance
+            status = gate_status(after["success_no_memory"], parent["success_no_memory"], cfg.gate_tolerance)
             evaluations = {"before": {k: parent[k] for k in EVAL_KEYS}, "after": after}
-            if promoted:
+            if status == "promoted":
                 evaluations["test"] = summary(evaluate(candidate, suites.test, cfg, desc=f"eval {version} (test)"))
             manifest = {
-                "version": version, "parent": current, "status": "promoted" if promoted else "rejected",
+                "version": version, "parent": current, "status": status,
                 "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "runtime": candidate.runtime(),
                 "knowledge_ids": knowledge_ids,
@@ -440,5 +441,5 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
         manifest, _ = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, suites,
                                   max(e["round"] for e in episodes), console)
         if manifest and manifest["status"] == "promoted":
-            memory.mark_consolidated(manifest["knowledge_ids"], manifest["version"])
+            prune_absorbed(registry, memory, manifest["version"])
         return manifest

@@ -423,7 +423,9 @@ def memory_restore(item_ids: list[str] = typer.Argument(None), run_dir: Path = R
     """Make items active again: archived or quarantined ones by id, or everything consolidated into --checkpoint."""
     with _memory(run_dir, memory_url, write=True) as memory:
         if checkpoint:
-            ids = memory.restore(checkpoint)
+            from consolidation.lifecycle import restore
+
+            ids = restore(memory, checkpoint)
         elif item_ids:
             memory.unarchive(item_ids)
             ids = item_ids
@@ -471,32 +473,31 @@ def checkpoints_show(version: str, run_dir: Path = RunDirOption, as_json: bool =
 @checkpoints_app.command("promote")
 def checkpoints_promote(version: str, run_dir: Path = RunDirOption):
     """Make VERSION the policy in force (overriding the gate) and prune the knowledge it absorbed."""
+    from consolidation import lifecycle
     from consolidation.checkpoints import Registry
     from memory.store import open_memory
     from oel.config import load_run_config
 
     registry = Registry(RunDir(run_dir).checkpoints)
-    manifest = registry.manifest(version)
+    registry.manifest(version)  # an unknown version fails before the memory opens
     with open_memory(load_run_config(run_dir), run_dir) as memory:
-        registry.set_status(version, "promoted")
-        memory.mark_consolidated(manifest["knowledge_ids"], version)
-    console.print(f"{version} promoted; {len(manifest['knowledge_ids'])} items marked consolidated")
+        pruned = lifecycle.promote(registry, memory, version)
+    console.print(f"{version} promoted; {len(pruned)} items marked consolidated")
 
 
 @checkpoints_app.command("rollback")
 def checkpoints_rollback(run_dir: Path = RunDirOption):
     """Retire the policy in force; its parent takes over and the knowledge it absorbed becomes active again."""
+    from consolidation import lifecycle
     from consolidation.checkpoints import Registry
     from memory.store import open_memory
     from oel.config import load_run_config
 
     registry = Registry(RunDir(run_dir).checkpoints)
-    current = registry.current()
-    if current is None:
+    if registry.current() is None:
         raise OELError(f"nothing to roll back in {run_dir}: the base model is in force")
     with open_memory(load_run_config(run_dir), run_dir) as memory:
-        registry.set_status(current, "rolled_back")
-        restored = memory.restore(current)
+        current, restored = lifecycle.rollback(registry, memory)
     console.print(f"{current} rolled back; now in force: {registry.current() or 'the base model'}; "
                   f"{len(restored)} items active again")
 

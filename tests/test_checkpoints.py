@@ -87,3 +87,35 @@ def test_a_killed_write_leaves_no_litter_on_the_next_open(tmp_path):
     live.mkdir()
     registry = Registry(root)
     assert not dead.exists() and live.exists() and registry.next_version() == "v1"
+
+
+def test_gate_promotes_within_the_tolerance_and_rejects_beyond_it():
+    from consolidation.lifecycle import gate_status
+
+    assert gate_status(0.75, 0.75, 0.0) == "promoted"  # no worse is enough
+    assert gate_status(0.6875, 0.75, 0.0) == "rejected"
+    assert gate_status(0.6875, 0.75, 0.0625) == "promoted"  # one game of 16 within the tolerance
+    assert gate_status(0.625, 0.75, 0.0625) == "rejected"
+
+
+def test_promote_prunes_what_it_absorbed_and_rollback_gives_it_back(tmp_path):
+    from consolidation import lifecycle
+    from memory.store import Memory
+
+    registry = Registry(tmp_path / "checkpoints")
+    with Memory(tmp_path / "memory") as memory:
+        kept, _ = memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="e1",
+                          outcome="won", round=1, created_by="hand")
+        other, _ = memory.add("Go east when the room has an exit to the east.", env="tw-coin_collector", source="e2",
+                           outcome="won", round=1, created_by="hand")
+        registry.write(fake_adapter(tmp_path / "a1"), {"version": "v1", "parent": None, "status": "rejected", "round": 1,
+                                                        "knowledge_ids": [kept], "dataset": {}, "eval": {}})
+        assert registry.current() is None
+        assert lifecycle.promote(registry, memory, "v1") == [kept]
+        assert registry.current() == "v1"
+        assert [i.id for i in memory.list("active")] == [other]
+        assert memory.get(kept).consolidated_in == "v1"
+        assert lifecycle.rollback(registry, memory) == ("v1", [kept])
+        assert registry.current() is None and registry.manifest("v1")["status"] == "rolled_back"
+        assert sorted(i.id for i in memory.list("active")) == sorted([kept, other])
+        assert lifecycle.rollback(registry, memory) is None  # the base model is in force: nothing to retire
