@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, model_validator
 
-from oel.config import DEFAULT_MODEL
+from oel.config import DEFAULT_MODEL, OELConfig
 
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "user"}
 CALL_SETTINGS = ("max_tokens", "max_new_tokens", "temperature", "top_p", "top_k", "timeout", "seed")
@@ -43,9 +43,9 @@ class PolicyChatModel(BaseChatModel):
     model_name: str = Field(default=DEFAULT_MODEL, alias="model")
     """The model to load (as `Policy.load` takes it) when no `policy` is given; else the policy's name."""
     policy: Any = Field(default=None, exclude=True)
-    max_tokens: int = Field(default=48, alias="max_new_tokens", ge=1)
-    temperature: float = Field(default=0.7, ge=0)
-    """0 decodes greedily."""
+    max_tokens: int = Field(default=OELConfig.max_new_tokens, alias="max_new_tokens", ge=1)
+    temperature: float = Field(default=OELConfig.temperature, ge=0)
+    """0 decodes greedily. The default is the config's acting temperature, as for the agent's own policy."""
     top_p: float = Field(default=0.8, gt=0, le=1)
     top_k: int = Field(default=20, ge=0)
     greedy: bool = False

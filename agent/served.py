@@ -23,7 +23,7 @@ from langgraph.runtime import Runtime
 
 from agent.graph import play_episode
 from agent.state import Context, Episode, EpisodeStart
-from oel.config import DEFAULT_MODEL
+from oel.config import DEFAULT_MODEL, OELConfig
 from oel.rundir import RunDir
 
 
@@ -45,11 +45,11 @@ class ServedContext:
     """With `run_dir`: the version to act with ('' = the run's current one)."""
     with_memory: bool = False
     """With `run_dir`: put the run's retrieved knowledge in the acting prompt (the teacher's view)."""
-    mode: Literal["choose", "generate"] = "choose"
-    max_steps: int = 20
-    temperature: float = 1.0
-    greedy: bool = False
-    device: str = "auto"
+    mode: Literal["choose", "generate"] = OELConfig.action_mode
+    max_steps: int = OELConfig.max_steps
+    temperature: float = OELConfig.temperature
+    greedy: bool = OELConfig.greedy
+    device: str = OELConfig.device
 
 
 @lru_cache(maxsize=2)

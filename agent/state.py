@@ -8,6 +8,8 @@ from typing import Annotated, Any, Callable, Literal
 
 from agent.envs import Env
 from agent.policy import Policy
+from oel.config import OELConfig
+from oel.errors import OELError
 
 
 @dataclass
@@ -66,7 +68,8 @@ class Episode:
 
 @dataclass(kw_only=True)
 class Context:
-    """Run settings, passed at invoke time (never through globals)."""
+    """Run settings, passed at invoke time (never through globals). The acting settings default to the
+    config's (`OELConfig`), the one home of their defaults; `Context.from_config` copies a run's."""
 
     env: Env
     """The game to play. One context per episode."""
@@ -74,12 +77,12 @@ class Context:
     """The acting model. Choose mode needs it: it scores the commands itself."""
     chat_model: Any = None
     """Any LangChain chat model. If set, generate mode acts through it instead of `policy`."""
-    mode: Literal["choose", "generate"] = "choose"
-    max_steps: int = 15
-    temperature: float = 1.0
-    greedy: bool = False
-    max_new_tokens: int = 48
-    thinking: bool = False
+    mode: Literal["choose", "generate"] = OELConfig.action_mode
+    max_steps: int = OELConfig.max_steps
+    temperature: float = OELConfig.temperature
+    greedy: bool = OELConfig.greedy
+    max_new_tokens: int = OELConfig.max_new_tokens
+    thinking: bool = OELConfig.thinking
     """Generate mode: let a model whose chat template supports it think before it answers."""
     knowledge: list[str] | Callable[[str], list[str]] = field(default_factory=list)
     """Knowledge put in the acting prompt: a fixed list, or a function of the situation text (retrieval).
@@ -91,11 +94,14 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form metadata (game name, round) carried to the reflection."""
 
+    def __post_init__(self):
+        if self.mode == "choose" and self.policy is None:
+            raise OELError("choose mode needs a local policy (Context.policy): it scores every admissible command")
+        if self.policy is None and self.chat_model is None:
+            raise OELError("give the agent a policy or a LangChain chat model to act with")
 
-def check_context(ctx: Context) -> None:
-    from oel.errors import OELError
-
-    if ctx.mode == "choose" and ctx.policy is None:
-        raise OELError("choose mode needs a local policy (Context.policy): it scores every admissible command")
-    if ctx.policy is None and ctx.chat_model is None:
-        raise OELError("give the agent a policy or a LangChain chat model to act with")
+    @classmethod
+    def from_config(cls, cfg: OELConfig, *, env: Env, **given: Any) -> Context:
+        """A context with a run's acting settings (`given` adds the rest: policy, knowledge, seed...)."""
+        return cls(env=env, mode=cfg.action_mode, max_steps=cfg.max_steps, temperature=cfg.temperature,
+                   greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens, thinking=cfg.thinking, **given)
