@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agent.policy import Choice, Policy, batch_candidate_logprobs
+from agent.policy import Choice, Policy
+from agent.scoring import batch_candidate_logprobs
 from oel.errors import OELError
 
 GATHER_S = 0.02

@@ -36,7 +36,8 @@ def to_role_dicts(messages: list[BaseMessage]) -> list[dict]:
 
 
 class PolicyChatModel(BaseChatModel):
-    """Wraps an `agent.policy.Policy`. Sampling follows the paper's defaults (T=0.7, top-p 0.8, top-k 20)."""
+    """Wraps an `agent.policy.Policy`. Sampling: the config's acting temperature (`OELConfig.temperature`), and the
+    paper's top-p 0.8 and top-k 20."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
 

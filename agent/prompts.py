@@ -17,7 +17,7 @@ HISTORY_TURNS = 4
 """Earlier turns shown in the prompt: at least this many (when there are), at most twice as many minus one.
 Bounds the prompt length, and so the prefill cost on CPU. The window moves in blocks of this size rather
 than one turn at a time: between moves each prompt only extends the previous one, so choose mode reuses the
-previous turn's KV cache (`agent.policy.TurnCache`) and encodes only the new turn."""
+previous turn's KV cache (`agent.scoring.TurnCache`) and encodes only the new turn."""
 
 
 def knowledge_block(items: list[str]) -> str:

@@ -32,7 +32,8 @@ from types import SimpleNamespace
 
 
 from agent.games import make_suite, suite_specs
-from agent.policy import Policy, naive_candidate_logprobs
+from agent.policy import Policy
+from agent.scoring import naive_candidate_logprobs
 from agent.batching import BatchedPolicy
 from agent.rollout import play_games
 from bench.common import device_description

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
-from agent.policy import batch_candidate_logprobs, render_prompt
+from agent.scoring import batch_candidate_logprobs
+from agent.templates import render_prompt
 from consolidation.losses import choice_kl
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from oel.progress import progress
 from transformers import PrinterCallback, TrainerCallback
 
-from agent.policy import template_switches
+from agent.templates import template_switches
 from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
 from oel.config import OELConfig
 

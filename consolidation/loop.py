@@ -35,7 +35,8 @@ from pathlib import Path
 from rich.console import Console
 
 from agent.games import SuiteBook, expand_game_files, make_suite, split_specs, user_suite
-from agent.policy import Policy, check_model
+from agent.models import check_model
+from agent.policy import Policy
 from agent.rollout import play_games
 from consolidation.checkpoints import Registry
 from consolidation.dataset import build_dataset, fingerprint, load_trajectories
@@ -44,7 +45,7 @@ from consolidation.evaluate import evaluate, teacher_sources
 from consolidation.lifecycle import gate_status, prune_absorbed
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from consolidation.utility import measure_utilities
-from memory.lock import DirectoryLock
+from oel.lock import DirectoryLock
 from memory.reflection import Reflector
 from memory.store import Memory, open_memory
 from oel.config import OELConfig, load_run_config

@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from memory.lock import DirectoryLock
+from oel.lock import DirectoryLock
 from oel.errors import OELError
 from oel.text import sanitize
 from oel.rundir import RunDir

@@ -154,7 +154,7 @@ def play(
         raise OELError("--games must be a positive integer")
     play_cfg = dataclasses.replace(cfg, max_steps=max_steps) if max_steps is not None else cfg
     _quiet()
-    from agent.policy import check_model
+    from agent.models import check_model
     from agent.rollout import play_games
     from consolidation.checkpoints import Registry
     from consolidation.loop import (check_run_dir, check_worker_name, load_policy, next_round, reflection_policy,

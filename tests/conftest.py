@@ -21,7 +21,7 @@ import oel  # noqa: E402,F401  (sets the offline environment)
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from agent.policy import embedded_model_dir
+    from agent.models import embedded_model_dir
 
     return AutoTokenizer.from_pretrained(embedded_model_dir())
 

@@ -5,7 +5,7 @@ import json
 import torch
 
 from agent.batching import BatchedPolicy
-from agent.policy import batch_candidate_logprobs, naive_candidate_logprobs
+from agent.scoring import batch_candidate_logprobs, naive_candidate_logprobs
 from oel.config import OELConfig
 
 

@@ -106,7 +106,7 @@ def test_consolidate_is_idempotent_locked_and_checkpoints_roll_back(tmp_path, ti
     config, run_dir = make_run(tmp_path, tiny_model_dir)
     assert oel("play", "--config", str(config), "--run-dir", str(run_dir), "--games", "2", "--no-reflect").returncode == 0
 
-    from memory.lock import DirectoryLock
+    from oel.lock import DirectoryLock
 
     with DirectoryLock(run_dir / "consolidate.lock", "test"):
         held = oel("consolidate", "--run-dir", str(run_dir))

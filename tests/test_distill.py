@@ -71,7 +71,7 @@ def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_togethe
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
 
-    from agent.policy import candidate_logprobs
+    from agent.scoring import candidate_logprobs
     from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
     from consolidation.distill import TEACHER_TEMPLATE
     from consolidation.losses import choice_kl

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from agent.policy import Policy, naive_candidate_logprobs
+from agent.policy import Policy
+from agent.scoring import naive_candidate_logprobs
 from oel.errors import OELError
 
 
@@ -47,7 +48,7 @@ def test_unknown_model_is_one_clear_error(tmp_path):
 def test_turn_cache_scores_equal_a_fresh_encoding(tiny_policy):
     """Reusing the previous turn's KV cache changes the cost, never the scores: growing prompts, an
     unrelated prompt (cache dropped), a shorter one (cache cropped) and the same prompt twice."""
-    from agent.policy import candidate_logprobs
+    from agent.scoring import candidate_logprobs
 
     base = tiny_policy.render([{"role": "user", "content": "Objective: find the coin.\nNow: a room."}])
     longer = base.replace("a room.", "a room.\n> go east\nA hall with a door.")

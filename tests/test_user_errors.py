@@ -204,7 +204,7 @@ def test_exporting_to_a_directory_leaves_no_litter(run, tmp_path):  # cases 16 a
 
 
 def test_game_files_that_cannot_be_played_are_refused_before_play(run, tmp_path):  # cases 2, 14 and 15
-    from agent.policy import embedded_model_dir
+    from agent.models import embedded_model_dir
 
     cache = tmp_path / "cache"
     cache.mkdir()
