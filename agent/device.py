@@ -1,4 +1,5 @@
-"""Where the policy runs and in what precision: one home for the `device` and `dtype` settings.
+"""Where the policy runs and in what precision: how the `device` and `dtype` settings resolve (their form is
+checked with the rest of the config, in `oel/config.py`).
 
 Acting, scoring, reflection, evaluation, adapter merging and training all use the device and dtype the
 policy was loaded with (`Policy.load`), so a GPU machine does all of them on the GPU.
@@ -10,24 +11,8 @@ policy was loaded with (`Policy.load`), so a GPU machine does all of them on the
 
 from __future__ import annotations
 
-import re
-
+from oel.config import check_device_setting, check_dtype_setting
 from oel.errors import OELError
-
-# torch is imported inside the functions that need it: the config checks its settings without loading torch.
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def check_device_setting(device: str) -> None:
-    """The setting's form only; whether the device exists is checked when the model is loaded."""
-    if not DEVICE_PATTERN.fullmatch(device):
-        raise OELError(f"config: device must be auto, cpu, cuda or cuda:N, got {device!r}")
-
-
-def check_dtype_setting(dtype: str) -> None:
-    if dtype != "auto" and dtype not in DTYPES:
-        raise OELError(f"config: dtype must be auto, {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def resolve_device(device: str = "auto"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +185,6 @@ class OELConfig:
                 GameSpec.parse(challenge, 0)
             except OELError as err:
                 raise OELError(f"config: challenges: {err}") from None
-        from agent.device import check_device_setting, check_dtype_setting
-
         check_device_setting(self.device)
         check_dtype_setting(self.dtype)
         if self.memory_url is not None and not self.memory_url.startswith(("http://", "https://")):
@@ -228,3 +227,19 @@ def load_run_config(run_dir: str | Path) -> OELConfig:
     if not path.is_file():
         raise OELError(f"{run_dir} is not a run directory (no config.json): run `oel loop --run-dir {run_dir}` first")
     return OELConfig.from_file(path)
+
+
+# The form of the device settings; agent/device.py resolves them (and imports torch, which the config never does).
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_device_setting(device: str) -> None:
+    """The setting's form only; whether the device exists is checked when the model is loaded."""
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise OELError(f"config: device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def check_dtype_setting(dtype: str) -> None:
+    if dtype != "auto" and dtype not in DTYPES:
+        raise OELError(f"config: dtype must be auto, {', '.join(DTYPES)}, got {dtype!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.served import graph
+from oel.served import graph
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = shutil.which("langgraph", path=str(Path(sys.executable).parent))
