@@ -33,7 +33,7 @@ class OELConfig:
     action_mode: Literal["choose", "generate"] = "choose"
     """`choose`: score every admissible command and sample one. `generate`: write a response and parse it."""
     temperature: float = 1.0
-    """Sampling temperature when acting. 1.0 is the measured best for the 135M model in choose mode (DESIGN.md §2)."""
+    """Sampling temperature when acting (why 1.0: DESIGN.md §2)."""
     greedy: bool = False
     """Take the argmax instead of sampling. The 135M model then loops on one command forever, so off by default."""
     max_new_tokens: int = 48
@@ -54,9 +54,7 @@ class OELConfig:
                                                            "tw-treasure_hunter:2", "tw-treasure_hunter:3"])
     """Challenge specs (`agent/challenges.py`): `name`, `name:level` or `name:option=value,flag,...` with any
     option tw-make takes (e.g. `tw-cooking:recipe=2,take=2,go=6,open`, `custom:world-size=4,quest-length=4`,
-    `ta-frozenlake:size=4,holes=3`). Games cycle through this list.
-    Default mix: the 135M model wins about half of these at 20 steps (levels 3/2: 3 of 4, levels 5/3: 1 of 4,
-    measured on 4 games each), so the held-out success can move either way. Level 1 games are won in 1-2 steps."""
+    `ta-frozenlake:size=4,holes=3`). Games cycle through this list. Why this mix: docs/RESULTS.md, "Defaults"."""
     train_games: int = 8
     """Number of training games played each round."""
     fresh_games: bool = True
@@ -78,8 +76,8 @@ class OELConfig:
     seed: int = 0
     """Base seed of the games and of sampling. Train, validation and test seeds never overlap."""
     concurrency: int = 1
-    """Games played at once (one thread each); in choose mode their scoring is batched into one forward pass.
-    On 2 CPU cores batching gains little (see docs/BENCHMARKS.md); on a GPU use 16 or more."""
+    """Games played at once (one thread each); their model calls are batched into one forward pass. Use 16 or
+    more on a GPU (docs/BENCHMARKS.md)."""
     max_steps: int = 20
     """Step limit per episode. Reaching it is a loss, never a win."""
 
@@ -88,7 +86,7 @@ class OELConfig:
     """`http://host:port` of a Chroma server; None uses an embedded PersistentClient under the run directory."""
     reflection_model: str | None = None
     """A different model to write the knowledge (same forms as `model`); None: the acting policy reflects on
-    its own experience, as in the paper. bench/learning.py uses it for the other-model-knowledge baseline."""
+    its own experience, as in the paper."""
     reflection_max_new_tokens: int = 48
     """Token cap for one reflection (a lesson is one line; 48 tokens hold one or two)."""
     reflection_samples: int = 4
@@ -101,9 +99,8 @@ class OELConfig:
     max_procedure_chars: int = 700
     """Procedures are cut to this many characters."""
     merge_distance: float = 0.2
-    """Cosine distance (MiniLM) at or under which a new item merges into an active one of its env (support + 1).
-    Measured: close paraphrases sit at 0.02-0.17 ("Go east to find the coin." / "Move east to get the coin."
-    0.17), different advice at 0.38 and above. Looser rewordings (~0.26) stay separate: merging is conservative."""
+    """Cosine distance (MiniLM) at or under which a new insight merges into an active one of its env (support
+    + 1). Conservative: close paraphrases merge, looser rewordings stay apart (docs/RESULTS.md, "Defaults")."""
     retrieve_k: int = 6
     """Knowledge items given to the teacher per prefix."""
     utility_prefixes: int = 8
@@ -111,17 +108,15 @@ class OELConfig:
     worked, half where it did not; never from the item's own episode: `consolidation.utility`). 0 skips it."""
     procedures_first: bool = True
     """The memory teacher's prompt holds the retrieved procedures first, then insights, within `retrieve_k`
-    items and the token budget (each kind nearest first). False: all items nearest first. Measured on 48
-    test games with the learning bench's round-1 memory (docs/RESULTS.md): procedures alone taught as much
-    as raw play logs, and the 135M model's insights, nearest first among them, diluted them."""
+    items and the token budget (each kind nearest first). False: all items nearest first (docs/RESULTS.md,
+    "Defaults")."""
     utility_threshold: float | None = None
     """Retrieval skips items whose measured utility is below this; None uses every item."""
 
     # --- consolidation ---
     learning_rate: float = 1e-3
-    """LoRA learning rate. LoRA needs a larger rate than the paper's full fine-tuning (1e-6). Measured with the
-    135M model (docs/RESULTS.md): at 1e-4 and 8 steps the new adapter played like its parent; at 1e-3 and 16
-    steps it moved to the in-context teacher's level."""
+    """LoRA learning rate; LoRA needs a larger rate than the paper's full fine-tuning (1e-6). Why 1e-3:
+    docs/RESULTS.md, "Defaults"."""
     lora_rank: int = 8
     """LoRA rank of the fresh adapter trained each round."""
     distill_steps: int = 16
@@ -152,7 +147,7 @@ class OELConfig:
     """Rounds of play, reflect, consolidate, gate."""
     eval_in_context: bool = False
     """Each round, also evaluate the teacher on the test games: the policy in force with this round's
-    memory (or raw trajectories) in its prompt. Costs one more evaluation a round; bench/learning.py uses it."""
+    memory (or raw trajectories) in its prompt. Costs one more evaluation a round."""
 
     def __post_init__(self) -> None:
         # Types and choices, as declared above (strict: no "4" for 4, no "no" for False, no NaN); then ranges.
