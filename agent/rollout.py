@@ -1,14 +1,17 @@
-"""Play a list of games through the acting graph; optionally log every episode as one JSONL line.
+"""Play a list of games through the acting graph; optionally log every episode as one JSONL line, then
+reflect on it.
 
 Each line holds the full trajectory (every turn's prefix, raw output, action, feedback and score), the
-outcome and its reason, and what made it (policy, round, mode), so consolidation and audits can use it.
-An episode is appended and flushed as soon as it ends: a crash loses at most the game in progress.
+outcome and its reason, and what made it (policy, round, mode), so consolidation and audits can use it
+(`oel.records.LoggedEpisode`). An episode is appended and flushed as soon as it ends: a crash loses at most
+the games in progress. Reflection comes after: the memory never holds an item whose episode is not logged,
+and a run resumed after a crash reflects on the logged episodes that have no items yet
+(`memory.reflection.unreflected`).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -18,15 +21,16 @@ from oel.progress import progress
 
 from agent.arena import open_env
 from agent.graph import play_episode
-from agent.state import Context, State
+from agent.state import Context
 from oel.config import OELConfig
 from oel.jsonl import open_append
+from oel.records import LoggedEpisode
 
 
 def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int, seed_base: int,
-               log_path: Path | None = None, reflect: Callable[[State, Context], list[str]] | None = None,
+               log_path: Path | None = None, reflect=None,
                memory=None, retrieval: dict | None = None, knowledge_for: Callable[[str], list[str]] | None = None,
-               skip: frozenset[str] = frozenset(), concurrency: int = 1, desc: str = "play") -> list[dict]:
+               skip: frozenset[str] = frozenset(), concurrency: int = 1, desc: str = "play") -> list[LoggedEpisode]:
     """Play each (game file, env family) once. Game i samples with seed `seed_base + i`, so reruns repeat.
 
     Games whose file name is in `skip` are not played (a resumed round skips what it already logged; names,
@@ -41,6 +45,9 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     come first and the fixed ones only come with them, as in the consolidation teacher's prompt
     (`consolidation.dataset.build_dataset`).
 
+    `reflect` (a `memory.reflection.Reflector`) reflects on each episode once it is logged: its lessons are
+    written in the game's thread, and its memory writes happen one episode at a time in the calling thread.
+
     With `concurrency` K > 1, K games run at once through the same graph (one thread each), and their model
     calls are batched (`agent.batching.BatchedPolicy`): choose-mode scoring into shared forward passes,
     generate-mode acting and the reflections of games that finish together into batched `generate` calls.
@@ -54,32 +61,29 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
 
         acting = BatchedPolicy(policy, max_batch=concurrency)
         batched.append(acting)
-        if hasattr(reflect, "using"):  # a memory.reflection.Reflector: its generations batch too, and it
-            # serialises its own memory writes
-            if reflect.policy is policy:
-                reflect = reflect.using(acting)
-            elif reflect.policy is not None:  # another model reflects: batch its calls apart
-                reflect = reflect.using(BatchedPolicy(reflect.policy, max_batch=concurrency))
-                batched.append(reflect.policy)
-        elif reflect is not None:
-            reflect = _serialised(reflect)  # one memory writer at a time
+        if reflect is not None and reflect.policy is policy:  # its generations batch with the games' calls
+            reflect = reflect.using(acting)
+        elif reflect is not None and reflect.policy is not None:  # another model reflects: batch its calls apart
+            reflect = reflect.using(BatchedPolicy(reflect.policy, max_batch=concurrency))
+            batched.append(reflect.policy)
 
-    def play_one(i: int, game: Path, family: str) -> dict:
+    def play_one(i: int, game: Path, family: str) -> tuple[LoggedEpisode, list[str]]:
         env = open_env(game, family, cfg.max_steps + 1)
         episode_id = f"r{round}-{Path(game).stem}-{uuid.uuid4().hex[:6]}"
         fixed = knowledge_for(family) if knowledge_for is not None else []
         knowledge = knowledge_retriever(memory, family, retrieval or {"k": cfg.retrieve_k}, fixed) if memory is not None else fixed
-        context = Context.from_config(cfg, env=env, policy=acting, knowledge=knowledge, reflect=reflect,
-                                      seed=seed_base + i, extra={"episode_id": episode_id, "round": round})
+        context = Context.from_config(cfg, env=env, policy=acting, knowledge=knowledge, seed=seed_base + i,
+                                      extra={"episode_id": episode_id, "round": round})
         try:
             state = play_episode(context)
         finally:
             env.close()
-        return {"id": episode_id, "game": str(game), "env": family, "round": round, "policy": policy.name,
-                "mode": cfg.action_mode, "outcome": state.outcome, "won": state.won, "reason": state.reason,
-                "score": state.score, "max_score": state.max_score, "steps": state.steps,
-                "tokens": state.tokens, "invalid": state.invalid, "objective": state.objective,
-                "knowledge_written": state.knowledge_written, "turns": state.turns}
+        episode: LoggedEpisode = {
+            "id": episode_id, "game": str(game), "env": family, "round": round, "policy": policy.name,
+            "mode": cfg.action_mode, "outcome": state.outcome, "won": state.won, "reason": state.reason,
+            "score": state.score, "max_score": state.max_score, "steps": state.steps, "tokens": state.tokens,
+            "invalid": state.invalid, "objective": state.objective, "turns": state.turns}
+        return episode, reflect.lessons(episode) if reflect is not None else []
 
     records = {}
     bar = progress(total=len(todo), desc=desc, unit="game")
@@ -89,11 +93,13 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
             futures = {pool.submit(play_one, *job): job[0] for job in todo}
             try:
                 for future in as_completed(futures):
-                    record = future.result()
+                    record, lessons = future.result()
                     if log_path is not None:
                         log = log or open_append(log_path)
                         log.write(json.dumps(record) + "\n")
                         log.flush()
+                    if reflect is not None:  # logged first, so the memory never names an unlogged episode
+                        reflect.store(record, lessons)
                     records[futures[future]] = record
                     bar.update(1)
             except BaseException:  # Ctrl-C or a failed game: start no other game (those running still finish)
@@ -106,16 +112,6 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     for server in batched:
         server.close()
     return [records[i] for i in sorted(records)]
-
-
-def _serialised(fn):
-    lock = threading.Lock()
-
-    def locked(*args, **kwargs):
-        with lock:
-            return fn(*args, **kwargs)
-
-    return locked
 
 
 def knowledge_retriever(memory, env: str, retrieval: dict, fixed: list[str] = ()) -> Callable[[str], list[str]]:

@@ -10,6 +10,7 @@ from agent.envs import Env
 from agent.policy import Policy
 from oel.config import OELConfig
 from oel.errors import OELError
+from oel.records import Turn
 
 
 @dataclass
@@ -22,8 +23,8 @@ class State:
     """The latest observation text."""
     admissible: list[str] = field(default_factory=list)
     """Commands valid now."""
-    turns: Annotated[list[dict], operator.add] = field(default_factory=list)
-    """Every turn: prefix (full model input), output, action, valid, feedback, score, reward."""
+    turns: Annotated[list[Turn], operator.add] = field(default_factory=list)
+    """Every move so far (`oel.records.Turn`)."""
     pending: dict | None = None
     """The action chosen by `act`, waiting for `step` to send it."""
     score: int = 0
@@ -61,8 +62,7 @@ class Episode:
     steps: int = 0
     tokens: int = 0
     invalid: int = 0
-    turns: list[dict] = field(default_factory=list)
-    """Every turn: prefix (full model input), output, action, valid, feedback, score, reward."""
+    turns: list[Turn] = field(default_factory=list)
     knowledge_written: list[str] = field(default_factory=list)
 
 

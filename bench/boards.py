@@ -20,7 +20,7 @@ from rich.table import Table
 
 from agent.games import SuiteBook, make_suite, split_specs
 from agent.policy import Policy
-from bench.stats import pct, summary
+from bench.common import pct, summary
 from consolidation.evaluate import evaluate
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import OELError, one_line_errors

@@ -1,5 +1,5 @@
-"""What the benches share besides statistics: `--set` options, the docs sections they write, and the
-machine they ran on."""
+"""What the benches share: `--set` options, the docs sections they write, the machine they ran on, and how
+they keep and print an evaluation (the statistics themselves are `oel.stats`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import os
 import platform
 from pathlib import Path
+
+from oel.stats import wilson
 
 
 def write_docs(docs: Path, section: str, markers: tuple[str, str]) -> None:
@@ -57,3 +59,16 @@ def device_description(runtime: dict) -> dict:
     else:
         runtime["device"] += f" x{torch.get_num_threads()} threads ({platform.machine()})"
     return runtime
+
+
+def summary(e: dict) -> dict:
+    """What the bench keeps of an evaluation (`consolidation.evaluate.evaluate`): success with its Wilson
+    interval, costs, and the per-game outcomes for paired tests."""
+    return {"success": e["success"], "n_games": e["n_games"], "ci95": wilson(e["success"] * e["n_games"], e["n_games"]),
+            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"]}
+
+
+def pct(x: float | None, ci: list[float] | None = None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")

@@ -42,8 +42,8 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.arms import FROZENLAKE, OOD, OOD_TRAIN, TEXTWORLD, ood_eval, recheck_eval, run_arm
-from bench.common import machine, settings, write_docs
-from bench.stats import paired_p, pct
+from bench.common import machine, pct, settings, write_docs
+from oel.stats import paired_p
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import one_line_errors
 

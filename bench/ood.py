@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.arms import OOD_TRAIN, ood_eval, run_arm
-from bench.common import settings, write_docs
-from bench.stats import gained_lost, pct
+from bench.common import pct, settings, write_docs
+from oel.stats import gained_lost
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import one_line_errors
 from oel.files import write_atomic

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 
 from agent.games import make_suite, suite_specs
@@ -71,7 +70,7 @@ def reflections_per_s(policy, episodes, cfg, concurrency) -> float:
     reflector = Reflector(writer, None, cfg, "bench")
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(progress(pool.map(lambda e: reflector.lessons(e["env"], SimpleNamespace(**e)), episodes),
+        list(progress(pool.map(reflector.lessons, episodes),
                       total=len(episodes), desc=f"reflect@{concurrency}", unit="episode"))
     if writer is not policy:
         writer.close()

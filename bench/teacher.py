@@ -38,8 +38,8 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.games import make_suite, split_specs
-from bench.common import settings, write_docs
-from bench.stats import gained_lost, paired_p, pct, summary
+from bench.common import pct, settings, summary, write_docs
+from oel.stats import gained_lost, paired_p
 from consolidation.checkpoints import Registry
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, teacher_sources

@@ -23,12 +23,13 @@ from oel.text import sanitize
 from memory.store import Memory, retrieval_args
 from oel.config import OELConfig
 from oel.jsonl import read_jsonl
+from oel.records import LoggedEpisode
 
-def load_trajectories(paths: list[Path]) -> list[dict]:
+def load_trajectories(paths: list[Path]) -> list[LoggedEpisode]:
     return [episode for path in paths for episode in read_jsonl(path)]
 
 
-def build_dataset(episodes: list[dict], memory: Memory, cfg: OELConfig,
+def build_dataset(episodes: list[LoggedEpisode], memory: Memory, cfg: OELConfig,
                   max_tokens: int = 512) -> tuple[list[dict], list[str]]:
     """Return (records, ids of the knowledge used; empty for trajectories alone)."""
     teacher_context, retrieval = cfg.teacher_context, retrieval_args(cfg)
@@ -54,7 +55,7 @@ def build_dataset(episodes: list[dict], memory: Memory, cfg: OELConfig,
     return records, used
 
 
-def trajectory_items(episodes: list[dict], max_tokens: int = 512) -> list[str]:
+def trajectory_items(episodes: list[LoggedEpisode], max_tokens: int = 512) -> list[str]:
     """Raw play logs of other games, one per item, won games first, within the same ~4-characters-a-token
     budget as retrieved knowledge. They take the knowledge's place in the prompt (same slot, same header),
     so the baseline differs from the method only in what the context holds."""

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from agent.rollout import play_games
 from consolidation.dataset import trajectory_items
 from memory.store import retrieval_args
 from oel.config import OELConfig
+from oel.records import Evaluation, LoggedEpisode
+from oel.stats import wilson
 
 
 def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None, retrieval: dict | None = None,
-             knowledge_for=None, desc: str = "eval") -> dict:
-    """Success rate (won / games) with a 95% normal-approximation interval, plus per-episode averages.
+             knowledge_for=None, desc: str = "eval") -> Evaluation:
+    """Success rate (won / games) with its Wilson 95% interval, plus per-episode averages.
 
     Every policy is evaluated with the same per-game sampling seeds, so two checkpoints are compared on
     paired episodes. With `memory`, the policy sees the items `retrieval` asks for in its prompt (the
@@ -22,10 +23,10 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
     episodes = play_games(policy, games, cfg, round=-1, seed_base=cfg.seed * 1000, memory=memory,
                           retrieval=retrieval, knowledge_for=knowledge_for, concurrency=cfg.concurrency, desc=desc)
     n = len(episodes)
-    success = sum(e["won"] for e in episodes) / n
+    wins = sum(e["won"] for e in episodes)
     return {
-        "success": success,
-        "ci95": 1.96 * math.sqrt(success * (1 - success) / n),
+        "success": wins / n,
+        "ci95": wilson(wins, n),
         "steps": sum(e["steps"] for e in episodes) / n,
         "tokens_per_episode": sum(e["tokens"] for e in episodes) / n,
         "invalid_per_episode": sum(e["invalid"] for e in episodes) / n,
@@ -35,7 +36,7 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
     }
 
 
-def teacher_sources(context: str, memory, episodes: list[dict], cfg: OELConfig) -> dict:
+def teacher_sources(context: str, memory, episodes: list[LoggedEpisode], cfg: OELConfig) -> dict:
     """`evaluate`'s `memory`, `retrieval` and `knowledge_for` for a teacher that sees `context` (a
     `teacher_context` value, or "none"): the items it retrieves, the train `episodes` of the game's family
     as play logs, or both."""

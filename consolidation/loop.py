@@ -13,8 +13,8 @@ memory in its prompt. That is what the consolidation tries to put into the weigh
 
 Resuming: progress is read back from the artifacts themselves, stage by stage, so a run killed at any
 point continues where it stopped, with nothing lost or done twice:
-- play: games already in round_<r>.jsonl are not replayed; knowledge written by an episode that was cut
-  off before it was logged is archived (kept, but out of use), since that game is played again;
+- play: games already in round_<r>.jsonl are not replayed; an episode is logged before its knowledge is
+  stored, so one logged without knowledge (cut off in between) is reflected on again;
 - utility: measured again (the same prefixes, so the same values);
 - consolidate and gate: a checkpoint whose manifest names round r means both are done (checkpoints are
   written atomically, so a half-trained one never counts);
@@ -45,13 +45,14 @@ from consolidation.evaluate import evaluate, teacher_sources
 from consolidation.lifecycle import gate_status, prune_absorbed
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from consolidation.utility import measure_utilities
-from oel.lock import DirectoryLock
-from memory.reflection import Reflector
+from memory.reflection import Reflector, unreflected
 from memory.store import Memory, open_memory
 from oel.config import OELConfig, load_run_config
 from oel.errors import Interrupted, OELError
 from oel.files import write_atomic
 from oel.jsonl import open_append, read_jsonl
+from oel.lock import DirectoryLock
+from oel.records import Evaluation, LoggedEpisode
 from oel.rundir import RunDir
 
 EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
@@ -260,35 +261,34 @@ def next_round(run_dir: Path, registry: Registry) -> int:
     return max(len(read_rounds(run_dir)), len(registry.manifests()) + 1)
 
 
-def workers_episodes(run_dir: Path, r: int) -> list[dict]:
+def workers_episodes(run_dir: Path, r: int) -> list[LoggedEpisode]:
     """Round r's episodes logged by `oel play --worker` processes (not the loop's own)."""
     return load_trajectories(RunDir(run_dir).worker_logs(r))
 
 
-def logged_episodes(run_dir: Path) -> list[dict]:
+def logged_episodes(run_dir: Path) -> list[LoggedEpisode]:
     """Every train episode logged in the run so far, all rounds and `oel play` included."""
     return load_trajectories(RunDir(run_dir).logs())
 
 
 def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, train: Games,
-               r: int, console: Console) -> list[dict]:
+               r: int, console: Console) -> list[LoggedEpisode]:
     """Play this round's train games that are not logged yet; return all of the round's episodes."""
     log_path = RunDir(run_dir).round_log(r)
     logged = load_trajectories([log_path])
     played = {Path(e["game"]).name for e in logged}  # a game is its spec's file name, wherever the cache is
-    # Items written by an episode that was cut off before it was logged: that game is played again.
-    logged_ids = {e["id"] for e in logged}
-    orphans = [i.id for i in memory.list("active", round=r) if i.source not in logged_ids]
-    if orphans:
-        memory.archive(orphans)
-        console.print(f"  archived {len(orphans)} items from an interrupted episode")
     if len(played) < len(train):
         console.print(f"[bold]round {r}[/]: playing {len(train) - len(played)} train games with {policy.name}"
                       + (f" ({len(played)} already played)" if played else ""))
     writer = reflection_policy(cfg, policy)
+    reflector = Reflector(writer, memory, cfg, created_by=writer.name)
+    if missed := unreflected(memory, logged):  # logged, then cut off before its items were stored
+        console.print(f"  reflecting on {len(missed)} logged episodes that have no knowledge yet")
+        for episode in missed:
+            reflector.reflect(episode)
     logged += play_games(policy, train, cfg, r, seed_base=cfg.seed * 7919 + r * 101, log_path=log_path,
-                         reflect=Reflector(writer, memory, cfg, created_by=writer.name),
-                         skip=frozenset(played), concurrency=cfg.concurrency, desc=f"play round {r}")
+                         reflect=reflector, skip=frozenset(played), concurrency=cfg.concurrency,
+                         desc=f"play round {r}")
     return logged
 
 
@@ -298,7 +298,7 @@ def reflection_policy(cfg: OELConfig, policy: Policy) -> Policy:
             else policy)
 
 
-def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, episodes: list[dict],
+def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, episodes: list[LoggedEpisode],
                  test: Games, r: int) -> dict:
     """Test success of round r's teacher: `policy` with what the teacher sees in its prompt (the active
     memory, retrieved per situation; for the raw-trajectory baseline, this round's train episodes of
@@ -385,7 +385,7 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
     return manifest, candidate
 
 
-def summary(evaluation: dict) -> dict:
+def summary(evaluation: Evaluation) -> dict:
     """The figures a round row and a checkpoint manifest keep of an evaluation. `wins` is each game's
     outcome (1/0) in the suite's order, so two policies can be compared game by game (a paired test)."""
     return {"success_no_memory": evaluation["success"], "ci95": evaluation["ci95"], "steps": evaluation["steps"],

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from oel.jsonl import read_jsonl
 from oel.rundir import RunDir
+from oel.stats import interval
 
 COLUMNS = [("round", "round"), ("policy", "policy"), ("success_no_memory", "test success, no memory"),
            ("validation", "validation"), ("steps", "steps/ep"), ("tokens_per_episode", "tokens/ep"),
@@ -33,16 +34,28 @@ def rounds_table(rows: list[dict]) -> Table:
         for key, _ in columns:
             value = row.get(key, "")
             if key == "success_no_memory":
-                value = f"{value:.0%} ± {row.get('ci95', 0):.0%} (n={row.get('n_games', '?')})"
+                value = f"{value:.0%} {span(row.get('ci95', 0), value)} (n={row.get('n_games', '?')})"
             elif key == "validation":  # runs made before the split have none
                 value = f"{value['success_no_memory']:.0%} (n={value['n_games']})" if value else "-"
             elif key == "success_in_context" and value != "":
-                value = f"{value:.0%} ± {row.get('in_context_ci95', 0):.0%}"
+                value = f"{value:.0%} {span(row.get('in_context_ci95', 0), value)}"
             elif isinstance(value, float):
                 value = f"{value:.1f}"
             cells.append(str(value))
         table.add_row(*cells)
     return table
+
+
+def span(ci95: float | list[float], success: float) -> str:
+    low, high = interval(ci95, success)
+    return f"[{low:.0%}, {high:.0%}]"
+
+
+def errors(rows: list[dict], key: str, ci_key: str) -> list[list[float]]:
+    """Matplotlib's asymmetric error bars (in points) for the rows' intervals."""
+    spans = [interval(r[ci_key], r[key]) for r in rows]
+    return [[100 * (r[key] - low) for r, (low, _) in zip(rows, spans)],
+            [100 * (high - r[key]) for r, (_, high) in zip(rows, spans)]]
 
 
 def plot_rounds(rows: list[dict], path: Path) -> Path:
@@ -53,12 +66,12 @@ def plot_rounds(rows: list[dict], path: Path) -> Path:
 
     rounds = [r["round"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    axes[0].errorbar(rounds, [100 * r["success_no_memory"] for r in rows], yerr=[100 * r["ci95"] for r in rows],
+    axes[0].errorbar(rounds, [100 * r["success_no_memory"] for r in rows], yerr=errors(rows, "success_no_memory", "ci95"),
                      marker="o", capsize=4, label="policy, no memory")
     teacher = [r for r in rows if "success_in_context" in r]
     if teacher:
         axes[0].errorbar([r["round"] for r in teacher], [100 * r["success_in_context"] for r in teacher],
-                         yerr=[100 * r["in_context_ci95"] for r in teacher], marker="s", capsize=4, linestyle="--",
+                         yerr=errors(teacher, "success_in_context", "in_context_ci95"), marker="s", capsize=4, linestyle="--",
                          label="teacher (experience in prompt)")
         axes[0].legend(fontsize=8)
     axes[0].set(title="Test success, no memory", xlabel="round", ylabel="% games won", ylim=(-5, 105))

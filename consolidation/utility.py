@@ -40,9 +40,10 @@ from consolidation.choice_trainer import teacher_messages
 from consolidation.distill import TEACHER_TEMPLATE
 from memory.procedures import loop_free_path
 from oel.config import OELConfig
+from oel.records import LoggedEpisode, Turn
 
 
-def labelled_turns(episode: dict) -> list[tuple[dict, int]]:
+def labelled_turns(episode: LoggedEpisode) -> list[tuple[Turn, int]]:
     """(turn, +1 or -1) for the turns of an episode that say something (see the module docstring)."""
     turns = episode["turns"]
     if not turns:
@@ -57,7 +58,7 @@ def labelled_turns(episode: dict) -> list[tuple[dict, int]]:
     return labelled
 
 
-def sample_prefixes(episodes: list[dict], n: int, seed: int) -> list[tuple[dict, int, str]]:
+def sample_prefixes(episodes: list[LoggedEpisode], n: int, seed: int) -> list[tuple[Turn, int, str]]:
     """Up to `n` (turn, sign, episode id) from `episodes`, half with each sign where there are enough;
     seeded, so a resumed run measures the same prefixes. Turns with a single valid command say nothing
     and are skipped."""
@@ -73,7 +74,7 @@ def sample_prefixes(episodes: list[dict], n: int, seed: int) -> list[tuple[dict,
     return good + pools[-1][: n - len(good)]
 
 
-def action_logprob(policy, turn: dict, knowledge: list[str], mode: str, temperature: float) -> float:
+def action_logprob(policy, turn: Turn, knowledge: list[str], mode: str, temperature: float) -> float:
     """log p(the logged action | prefix, with `knowledge` in the teacher's slot)."""
     messages = turn["prefix"]
     if knowledge:
@@ -86,7 +87,7 @@ def action_logprob(policy, turn: dict, knowledge: list[str], mode: str, temperat
     return float(policy.score_candidates(prompt, [turn["output"]])[0])
 
 
-def measure_utilities(policy, memory, episodes: list[dict], cfg: OELConfig, desc: str = "utility",
+def measure_utilities(policy, memory, episodes: list[LoggedEpisode], cfg: OELConfig, desc: str = "utility",
                       only_new: bool = False) -> int:
     """Measure every active item of the families in `episodes` and store its utility; returns how many.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from memory.procedures import first_observation, room_of
+from oel.records import LoggedEpisode
 
 _VERBS_AND_FILLERS = {
     "go", "take", "drop", "open", "close", "examine", "look", "inventory", "put", "insert", "unlock", "lock",
@@ -36,7 +37,7 @@ def is_degenerate(text: str) -> bool:
     return len(trigrams) >= 6 and len(set(trigrams)) / len(trigrams) < 0.67
 
 
-def episode_vocabulary(episode: dict) -> tuple[set[str], set[str]]:
+def episode_vocabulary(episode: LoggedEpisode) -> tuple[set[str], set[str]]:
     """(commands, words) an insight about `episode` may name: every command valid or taken in it, and the
     words of those commands and of its rooms, less verbs and fillers."""
     commands, texts = set(), [first_observation(episode)]
@@ -52,7 +53,7 @@ def episode_vocabulary(episode: dict) -> tuple[set[str], set[str]]:
     return named, words - _VERBS_AND_FILLERS
 
 
-def grounding_problem(text: str, episode: dict | None) -> str | None:
+def grounding_problem(text: str, episode: LoggedEpisode | None) -> str | None:
     """Why an insight cannot be used, or None if it passes every check."""
     if is_degenerate(text):
         return "repetition loop"

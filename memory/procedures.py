@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from oel.records import LoggedEpisode
 from oel.text import sanitize
 
 _ROOM = re.compile(r"-=\s*(.+?)\s*=-")
@@ -55,7 +56,7 @@ def room_of(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def first_observation(episode: dict) -> str:
+def first_observation(episode: LoggedEpisode) -> str:
     """What the agent saw before its first command: the 'Now:' part of the first acting prompt."""
     turns = episode.get("turns") or []
     if not turns:
@@ -106,7 +107,7 @@ def _effect(feedback: str) -> str:
     return sanitize(text, EFFECT_CHARS)
 
 
-def procedure_end(episode: dict) -> int | None:
+def procedure_end(episode: LoggedEpisode) -> int | None:
     """The last turn a procedure covers: the winning or losing command, else the last gain (None: no gain)."""
     turns = episode.get("turns") or []
     gains = [n for n, t in enumerate(turns) if t.get("reward", 0) > 0]
@@ -115,7 +116,7 @@ def procedure_end(episode: dict) -> int | None:
     return gains[-1] if gains else None
 
 
-def loop_free_path(episode: dict, last: int) -> list[tuple[str, int, str]]:
+def loop_free_path(episode: LoggedEpisode, last: int) -> list[tuple[str, int, str]]:
     """The turns 0..`last` that were not undone, as (the room it was taken in, or '' in a game without rooms;
     the turn's index; the observation that first showed its state). A turn is undone when the state it
     started from comes back later: the agent got nowhere in between (module docstring, step 2)."""
@@ -141,7 +142,7 @@ def loop_free_path(episode: dict, last: int) -> list[tuple[str, int, str]]:
     return [(state[0] if rooms else "", n, entered[state]) for state, n in path]
 
 
-def extract_procedure(episode: dict, env: str, max_chars: int = 700) -> Procedure | None:
+def extract_procedure(episode: LoggedEpisode, env: str, max_chars: int = 700) -> Procedure | None:
     """The procedure of a logged episode (`agent.rollout` record), or None if nothing in it counts."""
     last = procedure_end(episode)
     if last is None:

@@ -1,4 +1,4 @@
-"""Reflection: turn one finished episode into knowledge items of both kinds.
+"""Reflection: turn one logged episode into knowledge items of both kinds.
 
 - **insights**: the acting policy itself writes lessons. Its answer is prefilled with the marker and the
   start of a rule (`PREFILL`), so even a small model starts in the right format. The parser keeps only
@@ -22,13 +22,14 @@ import threading
 from memory.grounding import grounding_problem, is_degenerate
 from memory.procedures import extract_procedure
 from memory.prompts import MARKER, PREFILL, REFLECTION_SYSTEM, REFLECTION_USER
+from oel.records import LoggedEpisode, Turn
 from oel.text import sanitize
 
 MAX_TURNS_SHOWN = 15
 MIN_ITEM_CHARS = 12
 
 
-def reflection_messages(env: str, objective: str, turns: list[dict], outcome: str, reason: str) -> list[dict]:
+def reflection_messages(env: str, objective: str, turns: list[Turn], outcome: str, reason: str) -> list[dict]:
     shown = turns[-MAX_TURNS_SHOWN:]
     lines = []
     for t in shown:
@@ -70,46 +71,69 @@ def parse_items(text: str, max_items: int = 2, max_chars: int = 300, prefill: st
 
 
 class Reflector:
-    """The reflect step of the acting graph: writes an episode's insights and procedure into `memory`.
+    """Writes a logged episode's insights and procedure into `memory`.
 
-    `policy` writes the insights (None: procedures only). Calling it with (state, context) returns the ids
-    of the items stored or merged, quarantined ones included. The lessons are generated outside the writer
-    lock, so when concurrent games reflect through a `BatchedPolicy` (`using`), their generations share
-    batched calls; the memory writes are serialised.
+    `policy` writes the insights (None: procedures only). In two steps, so that concurrent games can share
+    batched generate calls and the memory is written only after the episode is logged:
+    - `lessons(episode)`: the generation, safe to run from the games' threads (`using` a `BatchedPolicy`);
+    - `store(episode, lessons)`: the memory writes, one episode at a time. Returns the ids of the items stored
+      or merged, quarantined ones included.
+    `reflect(episode)` does both. Called as `reflector(state, context)` it is the acting graph's reflect node,
+    for an embedder who adds reflection to the graph itself.
     """
 
     def __init__(self, policy, memory, cfg, created_by: str):
         self.policy, self.memory, self.cfg, self.created_by = policy, memory, cfg, created_by
-        self._writes = threading.Lock()
+        self._node = threading.Lock()  # only for the graph node: graphs an embedder runs at once share it
 
     def using(self, policy) -> Reflector:
-        """The same reflector (same memory, same writer lock) generating with `policy`."""
+        """The same reflector (same memory) generating with `policy`."""
         other = copy.copy(self)
         other.policy = policy
         return other
 
-    def lessons(self, env: str, state) -> list[str]:
-        """Every distinct lesson parsed from `reflection_samples` answers (one batched generate call)."""
+    def lessons(self, episode: LoggedEpisode) -> list[str]:
+        """Every distinct lesson parsed from `reflection_samples` answers (one batched generate call); []
+        without a policy."""
+        if self.policy is None:
+            return []
         cfg = self.cfg
-        messages = reflection_messages(env, state.objective, state.turns, state.outcome, state.reason)
+        messages = reflection_messages(episode["env"], episode["objective"], episode["turns"], episode["outcome"],
+                                       episode["reason"])
         answers = self.policy.generate([self.policy.render(messages, prefill=PREFILL)] * cfg.reflection_samples,
                                        cfg.reflection_max_new_tokens, temperature=0.7)
         return list(dict.fromkeys(item for text, _ in answers for item in
                                   parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars, PREFILL)))
 
-    def __call__(self, state, context) -> list[str]:
-        cfg, env = self.cfg, context.env.family
-        episode = {"turns": state.turns, "won": state.won, "outcome": state.outcome, "objective": state.objective}
-        provenance = dict(env=env, source=context.extra.get("episode_id", ""), outcome=state.outcome,
-                          round=context.extra.get("round", 0), created_by=self.created_by)
-        lessons = self.lessons(env, state) if self.policy is not None else []
+    def store(self, episode: LoggedEpisode, lessons: list[str]) -> list[str]:
+        """Store the grounded lessons (or, if none is grounded, the first one quarantined) and the procedure."""
+        cfg = self.cfg
+        provenance = dict(env=episode["env"], source=episode["id"], outcome=episode["outcome"], round=episode["round"],
+                          created_by=self.created_by)
         verdicts = [(lesson, grounding_problem(lesson, episode)) for lesson in lessons]
         kept = [(lesson, None) for lesson, problem in verdicts if problem is None][:cfg.max_items_per_episode]
-        procedure = extract_procedure(episode, env, cfg.max_procedure_chars)
-        ids = []
-        with self._writes:  # one memory writer at a time (merging reads, then updates)
-            for lesson, problem in kept or verdicts[:1]:
-                ids.append(self.memory.add(lesson, **provenance, merge_distance=cfg.merge_distance, quarantine=problem)[0])
-            if procedure is not None:
-                ids.append(self.memory.add(procedure.text, **provenance, kind="procedure", signature=procedure.signature)[0])
+        procedure = extract_procedure(episode, episode["env"], cfg.max_procedure_chars)
+        ids = [self.memory.add(lesson, **provenance, merge_distance=cfg.merge_distance, quarantine=problem)[0]
+               for lesson, problem in kept or verdicts[:1]]
+        if procedure is not None:
+            ids.append(self.memory.add(procedure.text, **provenance, kind="procedure", signature=procedure.signature)[0])
         return ids
+
+    def reflect(self, episode: LoggedEpisode) -> list[str]:
+        return self.store(episode, self.lessons(episode))
+
+    def __call__(self, state, context) -> list[str]:
+        episode = {"id": context.extra.get("episode_id", ""), "env": context.env.family,
+                   "round": context.extra.get("round", 0), "turns": state.turns, "won": state.won,
+                   "outcome": state.outcome, "reason": state.reason, "objective": state.objective}
+        lessons = self.lessons(episode)
+        with self._node:  # merging reads, then updates: one writer at a time
+            return self.store(episode, lessons)
+
+
+def unreflected(memory, episodes: list[LoggedEpisode]) -> list[LoggedEpisode]:
+    """The logged episodes that no stored item (of any status) names as its source: reflection is idempotent by
+    episode id, so a run resumed after a crash between logging an episode and storing its items reflects on
+    those, and only those."""
+    sources = {source for item in memory.list("all") for source in item.sources}
+    return [e for e in episodes if e["id"] not in sources]

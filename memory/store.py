@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import uuid
@@ -84,6 +85,14 @@ class Item:
     """How many logged prefixes `utility` was measured on."""
     reason: str = ""
     """Why the item is quarantined ('' otherwise)."""
+    supporters: str = ""
+    """The episodes that produced it or merged into it, as a JSON list (Chroma keeps strings, not lists); ''
+    in items stored before this was kept. Read `sources`."""
+
+    @property
+    def sources(self) -> list[str]:
+        """Every episode this item came from: `source` first, then the episodes that merged into it."""
+        return _sources(self.supporters, self.source)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -216,13 +225,16 @@ class Memory:
                         if d <= merge_distance and m.get("kind", "insight") == "insight"][:1]
             if near:
                 item_id, meta = near[0]
-                collection.update(ids=[item_id], metadatas=[{**meta, "support": int(meta["support"]) + 1}])
+                supporters = _sources(meta.get("supporters", ""), meta["source"])
+                supporters += [source] if source not in supporters else []
+                collection.update(ids=[item_id], metadatas=[{**meta, "support": int(meta["support"]) + 1,
+                                                             "supporters": json.dumps(supporters)}])
                 return item_id, True
         item_id = "k-" + uuid.uuid4().hex[:12]
         meta = {"env": env, "source": source, "outcome": outcome, "round": int(round), "created_by": created_by,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "support": 1,
                 "status": "quarantined" if quarantine else "active", "consolidated_in": "", "kind": kind,
-                "signature": signature, "utility_n": 0, "reason": quarantine or ""}
+                "signature": signature, "utility_n": 0, "reason": quarantine or "", "supporters": json.dumps([source])}
         target = self._named(ARCHIVE) if quarantine else collection
         target.add(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
         return item_id, False
@@ -519,6 +531,14 @@ def _check_kind(kind: str | None) -> None:
         raise OELError(f"unknown item kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
+def _sources(supporters: str, source: str) -> list[str]:
+    try:
+        found = json.loads(supporters) if supporters else []
+    except json.JSONDecodeError:
+        found = []
+    return [str(s) for s in found] if isinstance(found, list) and found else [source]
+
+
 def _meta(item: Item) -> dict:
     """Chroma metadata of an item (Chroma stores no None: an unmeasured utility is left out)."""
     return {k: v for k, v in item.to_dict().items() if k not in ("id", "text") and v is not None}
@@ -532,7 +552,7 @@ def _item(item_id: str, text: str, meta: dict) -> Item:
                 support=int(meta["support"]), status=meta["status"], consolidated_in=meta["consolidated_in"],
                 kind=meta.get("kind", "insight"), signature=meta.get("signature", ""),
                 utility=float(utility) if utility is not None else None, utility_n=int(meta.get("utility_n", 0)),
-                reason=meta.get("reason", ""))
+                reason=meta.get("reason", ""), supporters=meta.get("supporters", ""))
 
 
 CONTEXT_KINDS: dict[str, tuple[str, ...]] = {"memory": ("procedure", "insight"), "knowledge": ("insight",),

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # goes to a scratch file, not into the checkout's runs/ directory.
 os.environ["OEL_LAST_RUN"] = os.path.join(tempfile.mkdtemp(prefix="oel-tests-"), ".last-run")
 
-import oel  # noqa: E402,F401  (sets the offline environment)
+import oel as _offline  # noqa: E402,F401  (importing oel sets the offline environment)
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +113,59 @@ def WANDERING():  # noqa: N802
 def episode():
     """Build a logged episode from (command, feedback) moves."""
     return _episode
+
+
+CHROMA = str(Path(sys.executable).parent / "chroma")
+
+
+def free_port() -> int:
+    """A localhost port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real Chroma server (`chroma run`) on a free localhost port, for this test only; yields its URL."""
+    port = free_port()
+    server = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        server.kill()
+        pytest.fail("chroma server did not start within 60 s")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+# Helpers several test modules use (import them from tests.conftest).
+
+OEL = str(Path(sys.executable).parent / "oel")
+
+
+def oel(*args, env=None, cwd=None):
+    """The `oel` command line in a subprocess, as a user would run it."""
+    return subprocess.run([OEL, *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+THINKING_TEMPLATE = (  # the shape of Qwen3's switch, reduced to what matters here
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
+
+def naive_scores(policy, prompt, candidates):
+    """Reference: one full forward pass per candidate over prompt + candidate."""
+    from agent.scoring import naive_candidate_logprobs
+
+    return naive_candidate_logprobs(policy.model, policy.tokenizer, prompt, candidates, policy.end_ids)

@@ -47,25 +47,32 @@ def test_concurrent_games_are_each_played_and_logged_once(tiny_policy, tmp_path)
     assert all(1 <= r["steps"] <= 3 for r in records)
 
 
-def test_concurrent_games_reflect_into_one_memory(tiny_policy, tmp_path):
+def test_concurrent_games_reflect_into_one_memory_after_each_is_logged(tiny_policy, tmp_path):
     from agent.games import GameSpec, make_game
     from agent.rollout import play_games
     from memory.store import Memory
 
     games = [(make_game(GameSpec("tw-coin_collector", 1, 424242 + i)), "tw-coin_collector") for i in range(3)]
-    calls = []
+    log, stored = tmp_path / "play.jsonl", []
     with Memory(tmp_path / "m") as memory:
-        def reflect(state, context):  # writes from the game threads, one at a time
-            item_id, _ = memory.add(f"Lesson from {context.extra['episode_id']} about coins and exits.",
-                                    env="tw-coin_collector", source=context.extra["episode_id"], outcome=state.outcome,
-                                    round=0, created_by="test", merge_distance=0.0)
-            calls.append(item_id)
-            return [item_id]
+        class OneLesson:  # the two steps of a memory.reflection.Reflector, with a fixed lesson
+            policy = None
 
-        records = play_games(tiny_policy, games, OELConfig(model="tiny", max_steps=2), 0, seed_base=0,
-                             reflect=reflect, concurrency=3)
-        assert len(calls) == 3 and memory.count("active") == 3
-        assert {r["knowledge_written"][0] for r in records} == set(calls)
+            def lessons(self, episode):
+                return [f"Lesson from {episode['id']} about coins and exits."]
+
+            def store(self, episode, lessons):
+                logged = [json.loads(line)["id"] for line in log.read_text().splitlines()]
+                assert episode["id"] in logged  # the memory never names an episode the log lacks
+                ids = [memory.add(text, env=episode["env"], source=episode["id"], outcome=episode["outcome"], round=0,
+                                  created_by="test", merge_distance=0.0)[0] for text in lessons]
+                stored.extend(ids)
+                return ids
+
+        records = play_games(tiny_policy, games, OELConfig(model="tiny", max_steps=2), 0, seed_base=0, log_path=log,
+                             reflect=OneLesson(), concurrency=3)
+        assert len(stored) == 3 and memory.count("active") == 3
+        assert sorted(i.source for i in memory.list("active")) == sorted(r["id"] for r in records)
 
 
 def test_concurrent_generate_calls_batch_and_match_one_call_at_a_time(tiny_policy):

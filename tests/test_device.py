@@ -8,7 +8,7 @@ from agent.policy import Policy
 from agent.prompts import acting_messages, knowledge_block
 from oel.config import OELConfig
 from oel.errors import OELError
-from tests.test_graph import THINKING_TEMPLATE
+from tests.conftest import THINKING_TEMPLATE
 
 
 def test_device_resolution_and_dtype_choice(monkeypatch):

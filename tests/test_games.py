@@ -71,7 +71,7 @@ def test_a_frozenlake_board_met_twice_is_one_game(tmp_path):
 
 
 def test_every_textworld_kind_is_made_by_the_cli_and_played_by_oel_play(tmp_path):
-    from tests.test_user_errors import oel
+    from tests.conftest import oel
 
     env = {"OEL_CACHE": str(tmp_path / "cache")}
     folder = tmp_path / "mine"
@@ -95,7 +95,7 @@ def test_every_textworld_kind_is_made_by_the_cli_and_played_by_oel_play(tmp_path
 
 
 def test_oel_play_takes_a_challenge_a_seed_and_a_users_own_game(tmp_path, coin_game):
-    from tests.test_user_errors import oel
+    from tests.conftest import oel
 
     env = {"OEL_CACHE": str(tmp_path / "cache")}
     mine = tmp_path / "my games"

@@ -3,6 +3,7 @@
 from agent.envs import TextWorldEnv
 from agent.graph import graph, play_episode
 from agent.state import Context
+from tests.conftest import THINKING_TEMPLATE
 
 
 def test_episode_logs_every_turn_and_step_limit_is_not_a_win(tiny_policy, coin_game):
@@ -76,12 +77,6 @@ def test_choose_mode_without_a_policy_is_a_clear_error(coin_game):
     env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
     with pytest.raises(OELError, match="choose mode needs a local policy"):
         play_episode(Context(env=env, mode="choose"))
-
-
-THINKING_TEMPLATE = (  # the shape of Qwen3's switch, reduced to what matters here
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
 
 
 def test_thinking_mode_for_templates_that_have_it(tiny_model_dir, coin_game):

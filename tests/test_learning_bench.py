@@ -9,7 +9,7 @@ import pytest
 import bench.learning as bench
 from bench.arms import OOD, OOD_TRAIN
 from bench.common import write_docs
-from bench.stats import paired_p, wilson
+from oel.stats import paired_p, wilson
 
 
 def test_wilson_interval():

@@ -11,7 +11,7 @@ from agent.prompts import acting_messages, knowledge_block
 from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
 from consolidation.distill import TEACHER_TEMPLATE
 from consolidation.losses import choice_kl
-from tests.test_policy import naive_scores
+from tests.conftest import naive_scores
 
 
 def hand_kl(student, teacher, temperature):

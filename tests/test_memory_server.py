@@ -1,16 +1,12 @@
 """A real Chroma server (`chroma run`) on localhost, shared by 4 concurrent writer processes."""
 
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from memory.store import Memory
-
-CHROMA = str(Path(sys.executable).parent / "chroma")
+from tests.conftest import free_port
 
 WRITER = """
 import sys
@@ -22,33 +18,6 @@ for n in range(10):
     memory.add(f"Worker {worker} lesson {n}: " + ["open", "take", "go", "examine", "unlock"][n % 5] + f" thing {worker * 100 + n}",
                env="tw-test", source=f"w{worker}", outcome="won", round=worker, created_by="test", merge_distance=0.0)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def chroma_server(tmp_path):
-    port = free_port()
-    server = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "db"), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail("chroma server did not start within 60 s")
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_four_concurrent_writers_lose_nothing(chroma_server, tmp_path):

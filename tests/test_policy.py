@@ -2,13 +2,8 @@ import pytest
 import torch
 
 from agent.policy import Policy
-from agent.scoring import naive_candidate_logprobs
 from oel.errors import OELError
-
-
-def naive_scores(policy, prompt, candidates):
-    """Reference: one full forward pass per candidate over prompt + candidate."""
-    return naive_candidate_logprobs(policy.model, policy.tokenizer, prompt, candidates, policy.end_ids)
+from tests.conftest import naive_scores
 
 
 def test_shared_prefix_scoring_matches_naive(tiny_policy):

@@ -99,3 +99,22 @@ def test_the_prefill_alone_is_not_a_lesson():
     assert parse_items(PREFILL + " a coin.", prefill=PREFILL) == []  # too short: the model wrote 7 characters
     assert parse_items(PREFILL + " a coin on the floor, take it.", prefill=PREFILL) == [
         "When you see a coin on the floor, take it."]
+
+
+def test_reflection_is_idempotent_by_episode_id(tmp_path, episode, WANDERING):
+    """A run resumed after a crash between logging an episode and storing its items reflects on exactly the
+    logged episodes that no item names, and storing them once more adds nothing twice."""
+    from memory.reflection import Reflector, unreflected
+    from memory.store import Memory
+    from oel.config import OELConfig
+
+    won = {**episode(WANDERING), "id": "r1-a", "round": 1, "reason": "won in 8 steps"}
+    other = {**won, "id": "r1-b"}
+    with Memory(tmp_path / "m") as memory:
+        reflector = Reflector(None, memory, OELConfig(), "writer")  # procedures only: no model needed
+        assert reflector.reflect(won)
+        assert unreflected(memory, [won, other]) == [other]
+        reflector.reflect(other)  # the same procedure from another episode merges into it (support + 1)
+        assert unreflected(memory, [won, other]) == []
+        [procedure] = memory.list("active", kind="procedure")
+        assert procedure.support == 2

@@ -9,28 +9,20 @@ tests/test_envs.py.
 
 import hashlib
 import json
-import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from memory.store import Memory
 from oel.config import OELConfig
+from tests.conftest import oel
 
-OEL = str(Path(sys.executable).parent / "oel")
 ADD = dict(env="tw-coin_collector", source="r1-ep", outcome="won", round=1, created_by="smollm2-135m")
 MANIFEST = {"version": "v1", "parent": None, "status": "rejected", "round": 1, "knowledge_ids": [],
             "dataset": {"fingerprint": "f", "prefixes": 1, "teacher_context": "memory"},
             "eval": {"before": {"success_no_memory": 0.5}, "after": {"success_no_memory": 0.5}}}
-
-
-def oel(*args, env=None, cwd=None):
-    return subprocess.run([OEL, *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def make_run(run_dir: Path, seed: int = 0) -> Path:

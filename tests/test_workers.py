@@ -7,7 +7,6 @@ import sys
 
 from consolidation.dataset import load_trajectories
 from memory.store import Memory
-from tests.test_memory_server import chroma_server  # noqa: F401  (the fixture)
 
 
 def oel(*args, cwd):
@@ -15,7 +14,7 @@ def oel(*args, cwd):
                           timeout=900)
 
 
-def test_three_workers_feed_one_consolidation(chroma_server, tiny_model_dir, tmp_path):  # noqa: F811
+def test_three_workers_feed_one_consolidation(chroma_server, tiny_model_dir, tmp_path):
     run = tmp_path / "run"
     config = tmp_path / "run.toml"
     config.write_text(f'model = "{tiny_model_dir}"\nchallenges = ["tw-coin_collector:1"]\n'
