@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/oel loop --run-dir runs/demo
 
+# Everything, as CI runs it.
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The unit tier for contributors: leaves out the tests marked slow (real model, subprocesses, servers).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs

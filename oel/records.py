@@ -68,8 +68,9 @@ class LoggedEpisode(TypedDict):
     tokens: int
     invalid: int
     objective: str
-    knowledge_written: list[str]
     turns: list[Turn]
+    knowledge_written: NotRequired[list[str]]
+    """Only in logs written before reflection came after logging; the link is now each item's `supporters`."""
 
 
 class EpisodeSummary(TypedDict):

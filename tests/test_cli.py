@@ -22,6 +22,7 @@ def run(*args, cwd=None):
     (["memory", "list"], "no memory"),
     (["report"], "no rounds recorded"),
 ])
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path, args, message):
     done = run(*args, "--run-dir", str(tmp_path / "run"))
     assert done.returncode != 0
@@ -43,6 +44,7 @@ def test_usage_errors_are_one_line_too(tmp_path, args, message):
     assert line.startswith("oel: error: ") and message in line and "--help`" in line
 
 
+@pytest.mark.slow
 def test_bad_values_for_memory_and_schedule_commands(tmp_path):
     from memory.store import Memory
 
@@ -61,6 +63,7 @@ def test_bad_values_for_memory_and_schedule_commands(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # the failed export left nothing behind
 
 
+@pytest.mark.slow
 def test_settings_that_fail_are_not_written_into_a_new_run(tmp_path):
     run_dir = tmp_path / "run"
     for args in (["--memory-url", "http://127.0.0.1:9"], ["--model", "/no/such/model"]):

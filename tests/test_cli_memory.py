@@ -9,6 +9,8 @@ import pytest
 
 from memory.store import Memory
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 OEL = str(Path(sys.executable).parent / "oel")
 ADD = dict(env="tw-coin_collector", source="ep-1", outcome="won", round=1, created_by="test")
 

@@ -13,6 +13,8 @@ import pytest
 
 from memory.store import Memory
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 BIN = Path(sys.executable).parent
 OEL = str(BIN / "oel")
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 OEL = str(Path(sys.executable).parent / "oel")
 
 
-@pytest.mark.slow
 def test_one_real_round_from_the_cli(tmp_path):
     run_dir = tmp_path / "run"
     config = tmp_path / "mini.toml"

@@ -8,6 +8,8 @@ import pytest
 
 from memory.store import Memory
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

@@ -45,6 +45,7 @@ def test_textarena_settings_are_real_or_refused(tmp_path):
         GameSpec.parse("ta-sokoban:width=7", 0)
 
 
+@pytest.mark.slow
 def test_a_seed_that_cannot_be_made_is_skipped_recorded_and_replaced(tmp_path, capsys):
     spec = GameSpec.parse("tw-treasure_hunter:20", 3)  # tw-make: "doesn't permit quest of length: 10"
     book = SuiteBook.empty()
@@ -70,6 +71,7 @@ def test_a_frozenlake_board_met_twice_is_one_game(tmp_path):
     assert book.skipped[0]["reason"] == "the same game as test: ta-frozenlake_s1"
 
 
+@pytest.mark.slow
 def test_every_textworld_kind_is_made_by_the_cli_and_played_by_oel_play(tmp_path):
     from tests.conftest import oel
 
@@ -94,6 +96,7 @@ def test_every_textworld_kind_is_made_by_the_cli_and_played_by_oel_play(tmp_path
     assert not (run / "games.json").exists()  # played only what it was asked: no held-out games made
 
 
+@pytest.mark.slow
 def test_oel_play_takes_a_challenge_a_seed_and_a_users_own_game(tmp_path, coin_game):
     from tests.conftest import oel
 

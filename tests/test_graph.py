@@ -1,5 +1,7 @@
 """The LangGraph agent playing a real TextWorld game with a tiny model."""
 
+import pytest
+
 from agent.envs import TextWorldEnv
 from agent.graph import graph, play_episode
 from agent.state import Context
@@ -70,7 +72,6 @@ def test_any_chat_model_can_act_in_generate_mode(coin_game):
 
 
 def test_choose_mode_without_a_policy_is_a_clear_error(coin_game):
-    import pytest
 
     from oel.errors import OELError
 
@@ -80,7 +81,6 @@ def test_choose_mode_without_a_policy_is_a_clear_error(coin_game):
 
 
 def test_thinking_mode_for_templates_that_have_it(tiny_model_dir, coin_game):
-    import pytest
 
     from agent.policy import Policy
     from oel.errors import OELError
@@ -210,6 +210,7 @@ print(json.dumps({"actions": [t["action"] for t in out["turns"]], "outcome": out
 """
 
 
+@pytest.mark.slow
 def test_an_interrupted_episode_resumes_in_a_new_process(tiny_model_dir, tmp_path):
     import json
     import subprocess

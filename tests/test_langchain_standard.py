@@ -14,6 +14,8 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from agent.chat_model import ChatOEL
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 
 @lru_cache(maxsize=1)
 def embedded_policy():

@@ -11,6 +11,8 @@ from bench.arms import OOD, OOD_TRAIN
 from bench.common import write_docs
 from oel.stats import paired_p, wilson
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 
 def test_wilson_interval():
     assert wilson(0, 8) == [0.0, pytest.approx(0.3244, abs=1e-4)]  # never a zero-width interval at 0%

@@ -8,6 +8,8 @@ import pytest
 from memory.store import Memory
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 WRITER = """
 import sys
 import oel

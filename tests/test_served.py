@@ -13,6 +13,8 @@ import pytest
 
 from oel.served import graph
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = shutil.which("langgraph", path=str(Path(sys.executable).parent))
 
@@ -34,7 +36,6 @@ def call(url: str, path: str, body: dict | None = None) -> dict | list:
         return json.loads(response.read())
 
 
-@pytest.mark.slow
 def test_langgraph_dev_serves_the_agent_and_a_run_plays_a_game(tmp_path, tiny_model_dir):
     """The real server: its schema endpoint answers, and a run with a JSON context plays one episode."""
     with socket.socket() as s:

@@ -19,6 +19,8 @@ from memory.store import Memory
 from oel.config import OELConfig
 from tests.conftest import oel
 
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
+
 ADD = dict(env="tw-coin_collector", source="r1-ep", outcome="won", round=1, created_by="smollm2-135m")
 MANIFEST = {"version": "v1", "parent": None, "status": "rejected", "round": 1, "knowledge_ids": [],
             "dataset": {"fingerprint": "f", "prefixes": 1, "teacher_context": "memory"},

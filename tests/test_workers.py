@@ -5,8 +5,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from consolidation.dataset import load_trajectories
 from memory.store import Memory
+
+pytestmark = pytest.mark.slow  # real model, subprocesses or servers: `make test-fast` leaves it out
 
 
 def oel(*args, cwd):
