@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
@@ -112,6 +113,17 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
     for server in batched:
         server.close()
     return [records[i] for i in sorted(records)]
+
+
+def seed_base(seed: int, *, round: int = 0, worker: str | None = None, evaluation: bool = False) -> int:
+    """The sampling seed of a batch's first game (game i samples with `seed_base + i`), one home for the
+    arithmetic: evaluations share one stream (so every policy plays the same held-out episodes, paired),
+    and each round's train play, `oel play` (round 0) and each named worker get streams of their own."""
+    if evaluation:
+        return seed * 1000
+    if worker is not None:
+        return seed * 7919 + zlib.crc32(worker.encode())
+    return seed * 7919 + round * 101
 
 
 def knowledge_retriever(memory, env: str, retrieval: dict, fixed: list[str] = ()) -> Callable[[str], list[str]]:

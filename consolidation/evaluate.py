@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.rollout import play_games
+from agent.rollout import play_games, seed_base
 from consolidation.dataset import trajectory_items
 from memory.store import retrieval_args
 from oel.config import OELConfig
@@ -20,7 +20,7 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
     paired episodes. With `memory`, the policy sees the items `retrieval` asks for in its prompt (the
     in-context teacher); with `knowledge_for(family)`, a fixed list of items per family.
     """
-    episodes = play_games(policy, games, cfg, round=-1, seed_base=cfg.seed * 1000, memory=memory,
+    episodes = play_games(policy, games, cfg, round=-1, seed_base=seed_base(cfg.seed, evaluation=True), memory=memory,
                           retrieval=retrieval, knowledge_for=knowledge_for, concurrency=cfg.concurrency, desc=desc)
     n = len(episodes)
     wins = sum(e["won"] for e in episodes)

@@ -37,7 +37,7 @@ from rich.console import Console
 from agent.games import SuiteBook, expand_game_files, make_suite, split_specs, user_suite
 from agent.models import check_model
 from agent.policy import Policy
-from agent.rollout import play_games
+from agent.rollout import play_games, seed_base
 from consolidation.checkpoints import Registry
 from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
@@ -286,7 +286,7 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
         console.print(f"  reflecting on {len(missed)} logged episodes that have no knowledge yet")
         for episode in missed:
             reflector.reflect(episode)
-    logged += play_games(policy, train, cfg, r, seed_base=cfg.seed * 7919 + r * 101, log_path=log_path,
+    logged += play_games(policy, train, cfg, r, seed_base=seed_base(cfg.seed, round=r), log_path=log_path,
                          reflect=reflector, skip=frozenset(played), concurrency=cfg.concurrency,
                          desc=f"play round {r}")
     return logged

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import warnings
-import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -155,7 +154,7 @@ def play(
     play_cfg = dataclasses.replace(cfg, max_steps=max_steps) if max_steps is not None else cfg
     _quiet()
     from agent.models import check_model
-    from agent.rollout import play_games
+    from agent.rollout import play_games, seed_base
     from consolidation.checkpoints import Registry
     from consolidation.loop import (check_run_dir, check_worker_name, load_policy, next_round, reflection_policy,
                                     worker_log, write_run_config)
@@ -180,11 +179,11 @@ def play(
         writer = reflection_policy(cfg, policy) if reflect else None
         reflector = Reflector(writer, memory, cfg, writer.name) if reflect else None
         if worker is None:
-            r, log_path, seed_base = 0, RunDir(run_dir).play_log, cfg.seed * 7919
+            r, log_path, first_seed = 0, RunDir(run_dir).play_log, seed_base(cfg.seed)
         else:  # a worker's episodes feed the next consolidation: they carry its round
             r = next_round(run_dir, registry)
-            log_path, seed_base = worker_log(run_dir, r, worker), cfg.seed * 7919 + zlib.crc32(worker.encode())
-        episodes = play_games(policy, to_play, play_cfg, round=r, seed_base=seed_base, log_path=log_path,
+            log_path, first_seed = worker_log(run_dir, r, worker), seed_base(cfg.seed, worker=worker)
+        episodes = play_games(policy, to_play, play_cfg, round=r, seed_base=first_seed, log_path=log_path,
                               reflect=reflector, concurrency=concurrency)
         for e in episodes:
             console.print(f"{Path(e['game']).name}: {e['outcome']} in {e['steps']} steps, score {e['score']}/{e['max_score']}")
