@@ -29,6 +29,8 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,15 +188,23 @@ def run_loop(cfg: OELConfig, run_dir: str | Path, console: Console | None = None
                           "kept): run the same command to resume") from None
 
 
-def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console) -> list[dict]:
+@contextmanager
+def open_run(cfg: OELConfig, run_dir: Path) -> Iterator[tuple[Memory, Registry]]:
+    """What `oel loop` and `oel play` set up before they play: the models and the run's settings are checked,
+    the checkpoints and the memory opened, and only then the settings recorded (a typo in a new run's
+    settings never locks the run directory to it)."""
     check_model(cfg.model)
     if cfg.reflection_model:
         check_model(cfg.reflection_model)
     check_run_dir(cfg, run_dir)
     registry = Registry(RunDir(run_dir).checkpoints)
-
     with open_memory(cfg, run_dir) as memory:
         write_run_config(cfg, run_dir)
+        yield memory, registry
+
+
+def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console) -> list[dict]:
+    with open_run(cfg, run_dir) as (memory, registry):
         suites = prepare_games(cfg, run_dir)
         rows += read_rounds(run_dir)
         current = registry.current()

@@ -153,12 +153,8 @@ def play(
         raise OELError("--games must be a positive integer")
     play_cfg = dataclasses.replace(cfg, max_steps=max_steps) if max_steps is not None else cfg
     _quiet()
-    from agent.models import check_model
     from agent.rollout import play_games, seed_base
-    from consolidation.checkpoints import Registry
-    from consolidation.loop import (check_run_dir, check_worker_name, load_policy, next_round, reflection_policy,
-                                    worker_log, write_run_config)
-    from memory.store import open_memory
+    from consolidation.loop import check_worker_name, load_policy, next_round, open_run, reflection_policy, worker_log
     from memory.reflection import Reflector
 
     if worker is not None:
@@ -166,13 +162,7 @@ def play(
         if not (game or challenge):  # else every worker would play the same train games
             raise OELError("a worker plays games of its own: give --challenge with a --seed of its own, or --game files")
     to_play = _games_to_play(cfg, run_dir, game, challenge, seed, games)  # bad specs or paths fail before the model loads
-    check_model(cfg.model)
-    if cfg.reflection_model:
-        check_model(cfg.reflection_model)
-    check_run_dir(cfg, run_dir)
-    registry = Registry(RunDir(run_dir).checkpoints)
-    with open_memory(cfg, run_dir) as memory:
-        write_run_config(cfg, run_dir)  # only now: the model and the memory work
+    with open_run(cfg, run_dir) as (memory, registry):
         remember_run(run_dir)
         to_play = to_play or _run_train_games(cfg, run_dir, games or 4)
         policy = load_policy(cfg, registry, registry.current())
