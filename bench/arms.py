@@ -76,25 +76,31 @@ def run_arm(name: str, cfg: OELConfig, runs_dir: Path, console: Console) -> dict
             "wall_s": add_wall_time(runs_dir / name, "loop", time.time() - started)}
 
 
-def base_vs_final(cfg: OELConfig, run_dir: Path, specs: list, name: str, console: Console) -> dict:
-    """The arm's starting policy and its final one, without memory, on the games of `specs` (same sampling
-    seeds, so per-game outcomes pair up). Saved in `reports/<name>.json` and reused for the same policy and
-    games, so a resumed bench does not replay them."""
+def cached_evaluation(cfg: OELConfig, run_dir: Path, name: str, key: str, version: str | None, suite: list,
+                      console: Console) -> dict:
+    """`version` (None: the base model) without memory on `suite`, kept under `key` in `reports/<name>.json`
+    and reused for the same policy on the same games, so a resumed bench does not replay it."""
     cache = RunDir(run_dir).report(name)
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
+    games_played = [p.stem for p, _ in suite]  # a replaced seed plays under its replacement's name
+    # A saved evaluation counts only for the same policy on the same games (the game count may change).
+    if saved.get(key, {}).get("version", "?") != version or saved[key].get("games") != games_played:
+        console.print(f"{name}: evaluating {version or 'the base model'} on {len(suite)} games")
+        e = evaluate(load_policy(cfg, Registry(RunDir(run_dir).checkpoints), version), suite, cfg, desc=f"{name} {key}")
+        saved[key] = {"version": version, **summary(e), "games": games_played}
+        write_atomic(cache, json.dumps(saved, indent=2))
+    return saved[key]
+
+
+def base_vs_final(cfg: OELConfig, run_dir: Path, specs: list, name: str, console: Console) -> dict:
+    """The arm's starting policy and its final one, without memory, on the games of `specs` (same sampling
+    seeds, so per-game outcomes pair up)."""
     suite = list(zip(make_suite(specs, desc=name), [s.env_family for s in specs]))
     final = Registry(RunDir(run_dir).checkpoints).current()
     started = time.time()
-    games_played = [p.stem for p, _ in suite]  # a replaced seed plays under its replacement's name
     result = {"final_policy": final}
     for key, version in (("round0", None), ("final", final)):
-        # A saved evaluation counts only for the same policy on the same games (the game count may change).
-        if saved.get(key, {}).get("version", "?") != version or saved[key].get("games") != games_played:
-            console.print(f"{name}: evaluating {version or 'the base model'} on {len(suite)} games")
-            e = evaluate(load_policy(cfg, Registry(RunDir(run_dir).checkpoints), version), suite, cfg, desc=f"{name} {key}")
-            saved[key] = {"version": version, **summary(e), "games": games_played}
-            write_atomic(cache, json.dumps(saved, indent=2))
-        result[key] = saved[key]
+        result[key] = cached_evaluation(cfg, run_dir, name, key, version, suite, console)
     result["change_points"] = round(100 * (result["final"]["success"] - result["round0"]["success"]), 1)
     result["paired_p"] = paired_p(result["round0"]["wins"], result["final"]["wins"])
     result["wall_s"] = add_wall_time(run_dir, name, time.time() - started)

@@ -49,6 +49,7 @@ from memory.store import Memory
 from oel.config import OELConfig
 from oel.errors import OELError, one_line_errors
 from oel.files import write_atomic
+from oel.rundir import RunDir
 
 CONTEXTS = ("none", "memory", "knowledge", "procedures", "trajectories", "knowledge+trajectories")
 SECTION = ("<!-- bench/teacher.py: start -->", "<!-- bench/teacher.py: end -->")
@@ -57,12 +58,12 @@ SECTION = ("<!-- bench/teacher.py: start -->", "<!-- bench/teacher.py: end -->")
 def knowledge_copy(run_dir: Path, round: int, into: Path, unquarantine: bool = False) -> Memory:
     """A writable copy of the run's memory holding only the items written in `round`, all active again
     (quarantined ones stay quarantined, so never used, unless `unquarantine`: the grounding check's ablation)."""
-    with Memory(run_dir / "memory", read_only=True) as source:
+    with Memory(RunDir(run_dir).memory, read_only=True) as source:
         rows = [row if row.get("status") == "quarantined" and not unquarantine
                 else {**row, "status": "active", "consolidated_in": "", "reason": ""}
                 for row in source.export() if row["round"] == round]
     if not rows:
-        raise OELError(f"{run_dir / 'memory'} holds no knowledge written in round {round}: pick another --round")
+        raise OELError(f"{RunDir(run_dir).memory} holds no knowledge written in round {round}: pick another --round")
     memory = Memory(into)
     memory.import_items(rows)
     return memory
@@ -112,17 +113,17 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = [c for c in contexts if c not in CONTEXTS]
     if unknown:
         parser.error(f"--contexts: unknown context {unknown[0]!r}; use {', '.join(CONTEXTS)}")
-    cfg = OELConfig.from_file(args.run_dir / "config.json", **settings(parser, args.set))
-    log = args.run_dir / "trajectories" / f"round_{args.round}.jsonl"
+    cfg = OELConfig.from_file(RunDir(args.run_dir).config, **settings(parser, args.set))
+    log = RunDir(args.run_dir).round_log(args.round)
     if not log.is_file():
         raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
     episodes = load_trajectories([log])
     specs = split_specs(cfg.challenges, args.games, cfg.seed, "test")
     suite = list(zip(make_suite(specs, desc="teacher"), [s.env_family for s in specs]))
-    policy = load_policy(cfg, Registry(args.run_dir / "checkpoints"), args.policy)
+    policy = load_policy(cfg, Registry(RunDir(args.run_dir).checkpoints), args.policy)
     console = Console()
 
-    cache = args.run_dir / "reports" / f"teacher_r{args.round}.json"
+    cache = RunDir(args.run_dir).report(f"teacher_r{args.round}")
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
     games = [s.name for s in specs]
     base = f"k={cfg.retrieve_k}|{args.policy or 'base'}"

@@ -28,6 +28,7 @@ from consolidation.utility import measure_utilities
 from memory.store import Memory
 from oel.config import OELConfig
 from oel.errors import OELError, one_line_errors
+from oel.rundir import RunDir
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -39,15 +40,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args(argv)
     overrides = {"utility_prefixes": args.prefixes} if args.prefixes else {}
-    cfg = OELConfig.from_file(args.run_dir / "config.json", **overrides)
-    episodes = load_trajectories([args.run_dir / "trajectories" / f"round_{args.round}.jsonl"])
+    cfg = OELConfig.from_file(RunDir(args.run_dir).config, **overrides)
+    episodes = load_trajectories([RunDir(args.run_dir).round_log(args.round)])
     if not episodes:
         raise OELError(f"no train episodes for round {args.round} in {args.run_dir}")
-    with Memory(args.run_dir / "memory", read_only=True) as source:
+    with Memory(RunDir(args.run_dir).memory, read_only=True) as source:
         rows = [{**row, "status": "active", "consolidated_in": "", "reason": "",
                  "grounded": row.get("status") != "quarantined"}
                 for row in source.export() if row["round"] == args.round]
-    policy = load_policy(cfg, Registry(args.run_dir / "checkpoints"), args.policy)
+    policy = load_policy(cfg, Registry(RunDir(args.run_dir).checkpoints), args.policy)
     with tempfile.TemporaryDirectory() as tmp, Memory(Path(tmp)) as memory:
         memory.import_items([{k: v for k, v in row.items() if k != "grounded"} for row in rows])
         grounded = {row["id"]: row["grounded"] for row in rows}

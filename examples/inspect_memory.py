@@ -9,10 +9,11 @@ from pathlib import Path
 import oel  # noqa: F401  (offline settings)
 from memory import Memory
 from oel.errors import one_line_errors
+from oel.rundir import RunDir
 
 
 def main(run_dir: Path) -> None:
-    with Memory(run_dir / "memory", read_only=True) as memory:  # read-only: no writer lock needed
+    with Memory(RunDir(run_dir).memory, read_only=True) as memory:  # read-only: no writer lock needed
         stats = memory.stats()
         print(f"{stats['items']} items: {stats['by_status']}, {stats['by_kind']}")
         for item in memory.list("all")[:10]:

@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from memory import Memory
 from memory.langgraph_store import KnowledgeStore
 from oel.errors import one_line_errors
+from oel.rundir import RunDir
 
 
 @dataclass
@@ -38,7 +39,7 @@ builder.add_edge("recall", END)
 
 
 def main(run_dir: Path, question: str) -> None:
-    with Memory(run_dir / "memory", read_only=True) as memory:
+    with Memory(RunDir(run_dir).memory, read_only=True) as memory:
         answer = builder.compile(store=KnowledgeStore(memory)).invoke({"text": question})
     print("\n".join(answer["found"]) or "nothing in the memory for this family")
 

@@ -113,7 +113,7 @@ def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_
     assert "By hand." in text and text.count(ood.SECTION[0]) == 1 and "(3)" in text
 
 
-def test_teacher_bench_compares_contexts_on_a_copy_of_the_memory(tmp_path, tiny_model_dir):
+def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, monkeypatch):
     from consolidation.loop import run_loop
     from memory.store import Memory
     from oel.config import OELConfig
@@ -147,3 +147,18 @@ def test_teacher_bench_compares_contexts_on_a_copy_of_the_memory(tmp_path, tiny_
     assert "| knowledge+trajectories |" in (tmp_path / "R.md").read_text()
     with pytest.raises(OELError, match="round 2"):
         teacher.main([*args, "--round", "2"])
+
+    # Every checkpoint on more test games, promoted or not, paired with the base model.
+    import bench.arms
+    import bench.candidates as candidates
+
+    found = candidates.main(["--run-dir", str(run_dir), "--games", "3", "--json"])
+    [row] = found["checkpoints"]  # one round: one checkpoint, whatever the gate said
+    assert row["version"] == "v1" and row["gained"] + row["lost"] <= 3 and 0 <= row["test"] <= 1
+    saved = json.loads((run_dir / "reports" / "candidates.json").read_text())
+    assert saved["base"]["wins"][:2] == loop_round0["wins"]  # the loop's test games, the same seeds
+    monkeypatch.setattr(bench.arms, "evaluate", lambda *a, **k: pytest.fail("a saved evaluation was replayed"))
+    assert candidates.main(["--run-dir", str(run_dir), "--games", "3", "--json"]) == found
+    with pytest.raises(OELError, match="not a run directory"):
+        candidates.main(["--run-dir", str(tmp_path / "nothing")])
+
