@@ -112,11 +112,19 @@ class Registry:
         os.replace(tmp, final)
         return final
 
-    def set_status(self, version: str, status: str) -> None:
-        """Rewrite one manifest field atomically (write temp file, then rename)."""
+    def set_status(self, version: str, status: str, **fields) -> None:
+        """Rewrite a manifest's status (and any `fields` given) atomically (write temp file, then rename)."""
         manifest = self.manifest(version)
-        manifest["status"] = status
+        manifest.update(status=status, **fields)
         write_atomic(self._dir(version) / MANIFEST, json.dumps(manifest, indent=2))
+
+    def descendants(self, versions: set[str]) -> set[str]:
+        """`versions` and every checkpoint trained on top of one of them (their weights hold its adapter)."""
+        found = set(versions)
+        for m in self.manifests():  # oldest first: a parent is always older than its children
+            if m["parent"] in found:
+                found.add(m["version"])
+        return found
 
 
 def _alive(pid: int) -> bool:

@@ -3,14 +3,18 @@ absorbed from the active memory; a rollback retires it and gives that knowledge 
 consolidate`, `oel checkpoints promote|rollback` and `oel memory restore --checkpoint` all call these.
 
 Statuses: `promoted` (in the lineage; the newest is the policy in force), `rejected` (turned down by the
-gate, or never promoted), `rolled_back` (retired by hand). Items absorbed by a promoted checkpoint are
-`consolidated` into it; they stay stored, with provenance, and `restore` makes them active again.
+gate, or never promoted), `rolled_back` (retired by hand), `tainted` (trained on an item that was later
+forgotten, or on top of such a checkpoint: never promoted again). Items absorbed by a promoted checkpoint
+are `consolidated` into it; they stay stored, with provenance, and `restore` makes them active again.
 """
 
 from __future__ import annotations
 
+import time
+
 from consolidation.checkpoints import Registry
 from memory.store import Memory
+from oel.errors import OELError
 
 
 def passes_gate(after: float, before: float, tolerance: float) -> bool:
@@ -34,6 +38,9 @@ def prune_absorbed(registry: Registry, memory: Memory, version: str) -> list[str
 
 def promote(registry: Registry, memory: Memory, version: str) -> list[str]:
     """Make `version` the policy in force (overriding the gate), and prune what it absorbed."""
+    if registry.manifest(version)["status"] == "tainted":
+        raise OELError(f"{version} is tainted (trained on forgotten knowledge) and can never be promoted again; "
+                       "consolidate afresh with `oel consolidate`")
     registry.set_status(version, "promoted")
     return prune_absorbed(registry, memory, version)
 
@@ -51,3 +58,32 @@ def rollback(registry: Registry, memory: Memory) -> tuple[str, list[str]] | None
         return None
     registry.set_status(current, "rolled_back")
     return current, restore(memory, current)
+
+
+def forget(registry: Registry, memory: Memory, item_ids: list[str], reason: str = "forgotten") -> dict:
+    """Take items out of the memory and out of the weights.
+
+    Every checkpoint trained with one of them (whatever the gate said), and every checkpoint trained on top of
+    those, is marked `tainted` with the reason and the time, so the policy in force becomes the newest
+    untainted promoted checkpoint (the base model if there is none), as a rollback makes it. The other items
+    those checkpoints absorbed become active again, so nothing but the forgotten items is lost, and the next
+    consolidation (`oel consolidate`, a loop round) distils them again; its manifest names the checkpoints it
+    replaces. Returns what changed: `tainted`, `restored` (item ids), `in_force` (a version or None)."""
+    items = [memory.get(i) for i in item_ids]  # an unknown id fails here, before anything changes
+    ids = {i.id for i in items}
+    trained = {m["version"] for m in registry.manifests() if ids & set(m["knowledge_ids"])}
+    tainted = sorted(registry.descendants(trained), key=lambda v: int(v[1:]))
+    at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for version in tainted:
+        registry.set_status(version, "tainted", tainted={"reason": reason, "at": at, "items": sorted(ids)})
+    restored = [i for version in tainted for i in restore(memory, version) if i not in ids]
+    memory.delete(sorted(ids))
+    return {"tainted": tainted, "restored": restored, "in_force": registry.current()}
+
+
+def replaced(registry: Registry) -> list[str]:
+    """The tainted checkpoints that no later checkpoint replaces yet: the next one made replaces them."""
+    manifests = registry.manifests()
+    done = {v for m in manifests for v in m.get("replaces", [])}
+    return [m["version"] for m in manifests if m["status"] == "tainted" and m["version"] not in done]
+

@@ -44,7 +44,7 @@ from consolidation.checkpoints import Registry
 from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
 from consolidation.evaluate import evaluate, teacher_sources
-from consolidation.lifecycle import gate_status, prune_absorbed
+from consolidation.lifecycle import gate_status, prune_absorbed, replaced
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from consolidation.utility import measure_utilities
 from memory.reflection import Reflector, unreflected
@@ -374,7 +374,7 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
             if status == "promoted":
                 evaluations["test"] = summary(evaluate(candidate, suites.test, cfg, desc=f"eval {version} (test)"))
             manifest = {
-                "version": version, "parent": current, "status": status,
+                "version": version, "parent": current, "status": status, "replaces": replaced(registry),
                 "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "runtime": candidate.runtime(),
                 "knowledge_ids": knowledge_ids,
@@ -440,7 +440,7 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
             policy = load_policy(cfg, registry, current)
             measure_utilities(policy, memory, episodes, cfg, only_new=True)
         records, knowledge_ids = build_dataset(episodes, memory, cfg)
-        manifests = registry.manifests()
+        manifests = [m for m in registry.manifests() if m["status"] != "tainted"]
         if records and manifests and manifests[-1]["dataset"]["fingerprint"] == fingerprint(records):
             console.print(f"nothing new: {manifests[-1]['version']} was trained on exactly this data")
             return None

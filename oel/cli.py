@@ -12,6 +12,7 @@ from typing import Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -387,6 +388,36 @@ def memory_delete(item_ids: list[str], run_dir: Path = RunDirOption, memory_url:
     console.print(f"deleted {len(item_ids)} items")
 
 
+@memory_app.command("forget")
+def memory_forget(item_ids: list[str], run_dir: Path = RunDirOption,
+                  reason: str = typer.Option("forgotten", help="Why (recorded in each tainted checkpoint)."),
+                  reconsolidate: bool = typer.Option(False, "--reconsolidate",
+                                                     help="Consolidate the remaining items again at once."),
+                  yes: bool = typer.Option(False, "--yes", help="Forget without asking.")):
+    """Take items out of the memory and out of the weights: delete them, taint every checkpoint trained on
+    them (the newest untainted one takes over), and give back the other items those absorbed."""
+    from consolidation import lifecycle
+    from consolidation.checkpoints import Registry
+    from memory.store import open_memory
+    from oel.config import load_run_config
+
+    cfg = load_run_config(require_run(run_dir))
+    registry = Registry(RunDir(run_dir).checkpoints)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise OELError("forget deletes items and taints the checkpoints trained on them: add --yes to confirm")
+        typer.confirm(f"Forget {len(item_ids)} item(s) in {run_dir}, and taint the checkpoints trained on them?",
+                      abort=True)
+    with open_memory(cfg, run_dir) as memory:
+        done = lifecycle.forget(registry, memory, item_ids, reason=sanitize(reason, 200))
+    console.print(f"forgot {len(item_ids)} items; tainted: {', '.join(done['tainted']) or 'none'}; "
+                  f"{len(done['restored'])} other items active again; in force: {done['in_force'] or 'the base model'}")
+    if reconsolidate and done["tainted"]:
+        from consolidation.loop import consolidate_once
+
+        consolidate_once(run_dir, console)
+
+
 @memory_app.command("prune")
 def memory_prune(item_ids: list[str] = typer.Argument(None), run_dir: Path = RunDirOption,
                  env: Optional[str] = EnvFilter, round: Optional[int] = RoundFilter,
@@ -454,8 +485,9 @@ def checkpoints_show(version: str, run_dir: Path = RunDirOption, as_json: bool =
     if as_json:
         print(json.dumps(manifest, indent=2))
         return
-    for key in ("version", "parent", "status", "round", "base_model", "created_at", "dataset", "eval", "gate", "timings"):
-        console.print(f"[bold]{key}[/]: {manifest.get(key)}")
+    for key in ("version", "parent", "status", "tainted", "replaces", "round", "base_model", "created_at", "dataset", "eval",
+                "gate", "timings"):
+        console.print(f"[bold]{key}[/]: {escape(str(manifest.get(key)))}")
     console.print(f"[bold]knowledge_ids[/]: {len(manifest['knowledge_ids'])} items")
 
 

@@ -119,3 +119,31 @@ def test_promote_prunes_what_it_absorbed_and_rollback_gives_it_back(tmp_path):
         assert registry.current() is None and registry.manifest("v1")["status"] == "rolled_back"
         assert sorted(i.id for i in memory.list("active")) == sorted([kept, other])
         assert lifecycle.rollback(registry, memory) is None  # the base model is in force: nothing to retire
+
+
+def test_forget_taints_what_was_trained_on_the_item_and_everything_built_on_it(tmp_path):
+    from consolidation import lifecycle
+    from memory.store import Memory
+
+    registry = Registry(tmp_path / "checkpoints")
+    with Memory(tmp_path / "memory") as memory:
+        bad, _ = memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="e1",
+                            outcome="won", round=1, created_by="hand")
+        good, _ = memory.add("Go east when the room has an exit to the east.", env="tw-coin_collector", source="e2",
+                             outcome="won", round=1, created_by="hand")
+        later, _ = memory.add("Open the chest before you take the key.", env="tw-treasure_hunter", source="e3",
+                              outcome="won", round=2, created_by="hand")
+        for n, (version, parent, ids) in enumerate([("v1", None, [bad, good]), ("v2", "v1", [later]),
+                                                    ("v3", "v1", [])], 1):
+            registry.write(fake_adapter(tmp_path / f"a{n}"), {"version": version, "parent": parent, "status": "rejected",
+                                                              "round": n, "knowledge_ids": ids, "dataset": {}, "eval": {}})
+        lifecycle.promote(registry, memory, "v1")
+        lifecycle.promote(registry, memory, "v2")
+        done = lifecycle.forget(registry, memory, [bad], reason="wrong")
+        # v2 and v3 hold v1's adapter (their parent): all three are tainted; the base model is in force again
+        assert done == {"tainted": ["v1", "v2", "v3"], "restored": [good, later], "in_force": None}
+        assert sorted(i.id for i in memory.list("all")) == sorted([good, later])
+        assert {i.status for i in memory.list("all")} == {"active"}
+        with pytest.raises(OELError, match="tainted"):
+            lifecycle.promote(registry, memory, "v2")
+        assert lifecycle.replaced(registry) == ["v1", "v2", "v3"]

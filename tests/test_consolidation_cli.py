@@ -154,3 +154,39 @@ def test_accelerate_launch_single_cpu_process(tmp_path, tiny_model_dir):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run_dir / "checkpoints" / "v1" / "manifest.json").is_file()
+
+
+def test_forget_takes_an_item_out_of_the_memory_and_the_weights(tmp_path, tiny_model_dir):
+    config, run_dir = make_run(tmp_path, tiny_model_dir)
+    run = ["--run-dir", str(run_dir)]
+    assert oel("play", "--config", str(config), *run, "--games", "2", "--no-reflect").returncode == 0
+    assert oel("consolidate", *run).returncode == 0
+    assert oel("checkpoints", "promote", "v1", *run).returncode == 0  # v1 absorbed both seeded items
+    assert oel("consolidate", *run).returncode == 0  # nothing active: nothing new
+    items = json.loads(oel("memory", "list", "--status", "all", "--json", *run).stdout)
+    gone, kept = sorted(items, key=lambda i: i["text"])
+    assert {i["status"] for i in items} == {"consolidated"}
+
+    refused = oel("memory", "forget", gone["id"], *run)  # not a terminal, no --yes: nothing happens
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert json.loads(oel("memory", "list", "--status", "all", "--json", *run).stdout) == items
+
+    done = oel("memory", "forget", gone["id"], "--yes", "--reason", "private", *run)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [v1] = json.loads(oel("checkpoints", "list", "--json", *run).stdout)
+    assert v1["status"] == "tainted" and v1["tainted"]["reason"] == "private" and v1["tainted"]["items"] == [gone["id"]]
+    assert "base model" in done.stdout  # the policy before v1 is in force again
+    after = json.loads(oel("memory", "list", "--status", "all", "--json", *run).stdout)
+    assert [(i["id"], i["status"]) for i in after] == [(kept["id"], "active")]  # the other item is given back
+    exported = tmp_path / "export.jsonl"
+    assert oel("memory", "export", str(exported), *run).returncode == 0
+    assert gone["id"] not in exported.read_text() and gone["text"] not in exported.read_text()
+    promote = oel("checkpoints", "promote", "v1", *run)
+    assert promote.returncode == 1 and "tainted" in promote.stderr
+
+    again = oel("consolidate", *run)  # consolidates the remaining item; the new checkpoint replaces v1
+    assert again.returncode == 0, again.stderr[-2000:]
+    v2 = json.loads(oel("checkpoints", "show", "v2", "--json", *run).stdout)
+    assert v2["replaces"] == ["v1"] and v2["knowledge_ids"] == [kept["id"]] and v2["parent"] is None
+    unknown = oel("memory", "forget", "k-nothing", "--yes", *run)
+    assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
