@@ -154,11 +154,17 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
 
     found = candidates.main(["--run-dir", str(run_dir), "--games", "3", "--json"])
     [row] = found["checkpoints"]  # one round: one checkpoint, whatever the gate said
-    assert row["version"] == "v1" and row["gained"] + row["lost"] <= 3 and 0 <= row["test"] <= 1
+    assert row["version"] == "v1" and row["gained"] + row["lost"] <= 3 and 0 <= row["success"] <= 1
     saved = json.loads((run_dir / "reports" / "candidates.json").read_text())
     assert saved["base"]["wins"][:2] == loop_round0["wins"]  # the loop's test games, the same seeds
     monkeypatch.setattr(bench.arms, "evaluate", lambda *a, **k: pytest.fail("a saved evaluation was replayed"))
     assert candidates.main(["--run-dir", str(run_dir), "--games", "3", "--json"]) == found
+    assert row["gate_here"] is None  # the test games decide nothing, not even in a what-if
+    monkeypatch.undo()
+    validation = candidates.main(["--run-dir", str(run_dir), "--games", "3", "--split", "validation", "--json"])
+    [what_if] = validation["checkpoints"]
+    assert what_if["gate_here"] in ("promoted", "rejected") and validation["split"] == "validation"
+    assert (run_dir / "reports" / "candidates-validation.json").is_file()
     with pytest.raises(OELError, match="not a run directory"):
         candidates.main(["--run-dir", str(tmp_path / "nothing")])
 
