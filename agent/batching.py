@@ -72,7 +72,9 @@ class BatchedPolicy:
 
     def generate(self, prompts: list[str], max_new_tokens: int = 48, temperature: float = 0.7,
                  greedy: bool = False, top_p: float = 0.8, top_k: int = 20, stop: list[str] | None = None,
-                 max_time: float | None = None, streamer=None) -> list[tuple[str, int]]:
+                 max_time: float | None = None, streamer=None, seed: int | None = None) -> list[tuple[str, int]]:
+        # `seed` is not honoured: a batch of several callers samples from one stream, so no caller's seed can
+        # fix its own draws (a run repeats exactly at concurrency 1, where the policy itself serves the call).
         if streamer is not None:  # a stream belongs to one caller: not batched
             return self.policy.generate(prompts, max_new_tokens, temperature, greedy, top_p, top_k, stop,
                                         max_time, streamer)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import zlib
+from pathlib import Path
 
 from memory.grounding import grounding_problem, is_degenerate
 from memory.procedures import extract_procedure
@@ -101,7 +103,7 @@ class Reflector:
         messages = reflection_messages(episode["env"], episode["objective"], episode["turns"], episode["outcome"],
                                        episode["reason"])
         answers = self.policy.generate([self.policy.render(messages, prefill=PREFILL)] * cfg.reflection_samples,
-                                       cfg.reflection_max_new_tokens, temperature=0.7)
+                                       cfg.reflection_max_new_tokens, temperature=0.7, seed=reflection_seed(cfg, episode))
         return list(dict.fromkeys(item for text, _ in answers for item in
                                   parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars, PREFILL)))
 
@@ -129,6 +131,15 @@ class Reflector:
         lessons = self.lessons(episode)
         with self._node:  # merging reads, then updates: one writer at a time
             return self.store(episode, lessons)
+
+
+def reflection_seed(cfg, episode: LoggedEpisode) -> int:
+    """The sampling seed of an episode's reflection: from the run's seed, the round and the game, so the same
+    run makes the same lessons again (the process's own random state differs from run to run). Under
+    `concurrency` > 1 the games' reflections share batched calls, which draw from one stream: only a run
+    at concurrency 1 repeats exactly."""
+    game = Path(episode.get("game") or episode["id"]).stem
+    return zlib.crc32(f"{cfg.seed}:{episode['round']}:{game}".encode())
 
 
 def unreflected(memory, episodes: list[LoggedEpisode]) -> list[LoggedEpisode]:

@@ -51,7 +51,7 @@ class ScriptedWriter:
     def render(self, messages, prefill=""):
         return prefill
 
-    def generate(self, prompts, max_new_tokens, temperature=0.7):
+    def generate(self, prompts, max_new_tokens, temperature=0.7, seed=None):
         assert len(prompts) == len(self.answers)  # all samples in one batched call
         return [(text, 5) for text in self.answers]
 
@@ -118,3 +118,30 @@ def test_reflection_is_idempotent_by_episode_id(tmp_path, episode, WANDERING):
         assert unreflected(memory, [won, other]) == []
         [procedure] = memory.list("active", kind="procedure")
         assert procedure.support == 2
+
+
+def test_reflection_samples_from_a_seed_of_the_run_the_round_and_the_game(tiny_policy, episode, WANDERING):
+    """The process's random state differs from run to run; the lessons must not (the same run, the same memory)."""
+    from memory.reflection import Reflector
+    from oel.config import OELConfig
+
+    class Recording:
+        def __init__(self):
+            self.seeds, self.answers = [], []
+
+        def __getattr__(self, name):
+            return getattr(tiny_policy, name)
+
+        def generate(self, prompts, *args, seed=None, **kwargs):
+            self.seeds.append(seed)
+            self.answers.append(tiny_policy.generate(prompts, *args, seed=seed, **kwargs))
+            return self.answers[-1]
+
+    logged = {**episode(WANDERING), "round": 1, "reason": "won", "game": "/cache/tw-coin_collector_l3_s0.z8"}
+    writer = Recording()
+    reflector = Reflector(writer, None, OELConfig(reflection_samples=2, reflection_max_new_tokens=6), "tiny")
+    reflector.lessons({**logged, "id": "r1-tw-coin_collector_l3_s0-aaaaaa"})
+    reflector.lessons({**logged, "id": "r1-tw-coin_collector_l3_s0-bbbbbb"})  # the same game replayed elsewhere
+    reflector.lessons({**logged, "id": "r1-x", "game": "/cache/tw-coin_collector_l3_s1.z8"})
+    assert writer.seeds[0] == writer.seeds[1] != writer.seeds[2]
+    assert writer.answers[0] == writer.answers[1]  # the same samples, whatever came before
