@@ -16,7 +16,7 @@ import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from oel.progress import progress
 
@@ -27,9 +27,12 @@ from oel.config import OELConfig
 from oel.jsonl import open_append
 from oel.records import LoggedEpisode
 
+if TYPE_CHECKING:
+    from memory.reflection import Reflector
+
 
 def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int, seed_base: int,
-               log_path: Path | None = None, reflect=None,
+               log_path: Path | None = None, reflect: Reflector | None = None,
                memory=None, retrieval: dict | None = None, knowledge_for: Callable[[str], list[str]] | None = None,
                skip: frozenset[str] = frozenset(), concurrency: int = 1, desc: str = "play") -> list[LoggedEpisode]:
     """Play each (game file, env family) once. Game i samples with seed `seed_base + i`, so reruns repeat.
