@@ -10,11 +10,14 @@ are `consolidated` into it; they stay stored, with provenance, and `restore` mak
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from consolidation.checkpoints import Registry
 from memory.store import Memory
 from oel.errors import OELError
+from oel.jsonl import open_append, read_jsonl
 
 
 def passes_gate(after: float, before: float, tolerance: float) -> bool:
@@ -60,7 +63,8 @@ def rollback(registry: Registry, memory: Memory) -> tuple[str, list[str]] | None
     return current, restore(memory, current)
 
 
-def forget(registry: Registry, memory: Memory, item_ids: list[str], reason: str = "forgotten") -> dict:
+def forget(registry: Registry, memory: Memory, item_ids: list[str], reason: str = "forgotten",
+           ledger: Path | None = None) -> dict:
     """Take items out of the memory and out of the weights.
 
     Every checkpoint trained with one of them (whatever the gate said), and every checkpoint trained on top of
@@ -68,12 +72,18 @@ def forget(registry: Registry, memory: Memory, item_ids: list[str], reason: str 
     untainted promoted checkpoint (the base model if there is none), as a rollback makes it. The other items
     those checkpoints absorbed become active again, so nothing but the forgotten items is lost, and the next
     consolidation (`oel consolidate`, a loop round) distils them again; its manifest names the checkpoints it
-    replaces. Returns what changed: `tainted`, `restored` (item ids), `in_force` (a version or None)."""
+    replaces. With `ledger` (the run's `forgotten.jsonl`), each item's id, source episodes, reason and time
+    (never its text) are appended there first: a resumed round never reflects on those episodes again, so a
+    forgotten item cannot come back. Returns what changed: `tainted`, `restored` (item ids), `in_force`."""
     items = [memory.get(i) for i in item_ids]  # an unknown id fails here, before anything changes
     ids = {i.id for i in items}
     trained = {m["version"] for m in registry.manifests() if ids & set(m["knowledge_ids"])}
     tainted = sorted(registry.descendants(trained), key=lambda v: int(v[1:]))
     at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if ledger is not None:
+        with open_append(ledger) as f:
+            for item in items:
+                f.write(json.dumps({"id": item.id, "sources": item.sources, "reason": reason, "at": at}) + "\n")
     for version in tainted:
         registry.set_status(version, "tainted", tainted={"reason": reason, "at": at, "items": sorted(ids)})
     restored = [i for version in tainted for i in restore(memory, version) if i not in ids]
@@ -86,4 +96,9 @@ def replaced(registry: Registry) -> list[str]:
     manifests = registry.manifests()
     done = {v for m in manifests for v in m.get("replaces", [])}
     return [m["version"] for m in manifests if m["status"] == "tainted" and m["version"] not in done]
+
+
+def forgotten_sources(ledger: Path) -> set[str]:
+    """The episodes whose items were forgotten (`forget`'s ledger): never reflected on again."""
+    return {source for row in read_jsonl(ledger) for source in row.get("sources", [])}
 

@@ -44,7 +44,7 @@ from consolidation.checkpoints import Registry
 from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
 from consolidation.evaluate import evaluate, teacher_sources
-from consolidation.lifecycle import gate_status, prune_absorbed, replaced
+from consolidation.lifecycle import forgotten_sources, gate_status, prune_absorbed, replaced
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from consolidation.utility import measure_utilities
 from memory.reflection import Reflector, unreflected
@@ -292,7 +292,9 @@ def play_round(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, tr
                       + (f" ({len(played)} already played)" if played else ""))
     writer = reflection_policy(cfg, policy)
     reflector = Reflector(writer, memory, cfg, created_by=writer.name)
-    if missed := unreflected(memory, logged):  # logged, then cut off before its items were stored
+    # Logged, then cut off before its items were stored (never an episode whose items were forgotten).
+    forgotten = forgotten_sources(RunDir(run_dir).forgotten)
+    if missed := [e for e in unreflected(memory, logged) if e["id"] not in forgotten]:
         console.print(f"  reflecting on {len(missed)} logged episodes that have no knowledge yet")
         for episode in missed:
             reflector.reflect(episode)

@@ -409,7 +409,7 @@ def memory_forget(item_ids: list[str], run_dir: Path = RunDirOption,
         typer.confirm(f"Forget {len(item_ids)} item(s) in {run_dir}, and taint the checkpoints trained on them?",
                       abort=True)
     with open_memory(cfg, run_dir) as memory:
-        done = lifecycle.forget(registry, memory, item_ids, reason=sanitize(reason, 200))
+        done = lifecycle.forget(registry, memory, item_ids, reason=sanitize(reason, 200), ledger=RunDir(run_dir).forgotten)
     console.print(f"forgot {len(item_ids)} items; tainted: {', '.join(done['tainted']) or 'none'}; "
                   f"{len(done['restored'])} other items active again; in force: {done['in_force'] or 'the base model'}")
     if reconsolidate and done["tainted"]:

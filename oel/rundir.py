@@ -11,6 +11,7 @@
     reports/in_context.jsonl      each round's teacher on the test games (`eval_in_context`)
     reports/<name>.json           caches the benches keep beside a run
     consolidate.lock              held while a consolidation runs
+    forgotten.jsonl               what `oel memory forget` removed: ids, source episodes, reason, time (no text)
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ class RunDir:
     def report(self, name: str) -> Path:
         """A JSON cache a bench keeps beside the run (`reports/<name>.json`)."""
         return self.reports / f"{name}.json"
+
+    @property
+    def forgotten(self) -> Path:
+        return self.root / "forgotten.jsonl"
 
     @property
     def consolidate_lock(self) -> Path:

@@ -176,6 +176,9 @@ def test_forget_takes_an_item_out_of_the_memory_and_the_weights(tmp_path, tiny_m
     [v1] = json.loads(oel("checkpoints", "list", "--json", *run).stdout)
     assert v1["status"] == "tainted" and v1["tainted"]["reason"] == "private" and v1["tainted"]["items"] == [gone["id"]]
     assert "base model" in done.stdout  # the policy before v1 is in force again
+    [ledger] = lines(run_dir / "forgotten.jsonl")  # a resumed round never reflects on its episode again
+    assert ledger["id"] == gone["id"] and ledger["sources"] == ["seed"] and ledger["reason"] == "private"
+    assert gone["text"] not in (run_dir / "forgotten.jsonl").read_text()  # the ledger keeps no text
     after = json.loads(oel("memory", "list", "--status", "all", "--json", *run).stdout)
     assert [(i["id"], i["status"]) for i in after] == [(kept["id"], "active")]  # the other item is given back
     exported = tmp_path / "export.jsonl"
