@@ -74,7 +74,8 @@ def forget(registry: Registry, memory: Memory, item_ids: list[str], reason: str 
     consolidation (`oel consolidate`, a loop round) distils them again; its manifest names the checkpoints it
     replaces. With `ledger` (the run's `forgotten.jsonl`), each item's id, source episodes, reason and time
     (never its text) are appended there first: a resumed round never reflects on those episodes again, so a
-    forgotten item cannot come back. Returns what changed: `tainted`, `restored` (item ids), `in_force`."""
+    forgotten item cannot come back. The items are deleted last, so a forget that was cut off is finished by
+    running it again. Returns what changed: `tainted`, `restored` (item ids), `in_force`."""
     items = [memory.get(i) for i in item_ids]  # an unknown id fails here, before anything changes
     ids = {i.id for i in items}
     trained = {m["version"] for m in registry.manifests() if ids & set(m["knowledge_ids"])}
