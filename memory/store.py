@@ -40,10 +40,10 @@ from urllib.parse import urlparse
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from oel.lock import DirectoryLock
 from oel.errors import OELError
-from oel.text import sanitize
+from oel.lock import DirectoryLock
 from oel.rundir import RunDir
+from oel.text import sanitize
 from oel.validation import checked_fields
 
 ACTIVE_PREFIX = "active-"
