@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -24,7 +25,8 @@ from agent.scoring import batch_candidate_logprobs
 from oel.errors import OELError
 
 GATHER_S = 0.02
-"""How long a batch waits for the other games' calls once one has come: their env steps take ~2 ms."""
+"""How long a batch waits for the other games' calls once one has come: their env steps take ~2 ms. A batch
+that already holds a call from every game in play (`BatchedPolicy.playing`) does not wait."""
 
 
 @dataclass
@@ -55,12 +57,28 @@ class BatchedPolicy:
         self.wait_s = GATHER_S if wait_s is None else wait_s
         self.batch_sizes: list[int] = []
         """Size of every batch run, for the benchmark and tests."""
+        self._playing = 0
+        """Callers inside `playing()`: once each has a call in the batch, nobody else will send one."""
+        self._count_lock = threading.Lock()
         self._queue: queue.Queue[_Request] = queue.Queue()
         self._worker = threading.Thread(target=self._serve, daemon=True)
         self._worker.start()
 
     def __getattr__(self, name):
         return getattr(self.policy, name)
+
+    @contextmanager
+    def playing(self):
+        """Count the calling game as in play while inside. A batch closes as soon as it holds a call from
+        every game in play, where it would otherwise wait `wait_s` for calls that cannot come (on a GPU the
+        wait was longer than the forward pass, whenever fewer games than `max_batch` were left)."""
+        with self._count_lock:
+            self._playing += 1
+        try:
+            yield self
+        finally:
+            with self._count_lock:
+                self._playing -= 1
 
     def choose(self, prompt: str, candidates: list[str], temperature: float = 1.0, greedy: bool = False,
                generator: torch.Generator | None = None) -> Choice:
@@ -95,7 +113,7 @@ class BatchedPolicy:
                 return
             batch = [first]
             # Gather what the other games send while this one waited: their env steps take ~2 ms.
-            while len(batch) < self.max_batch:
+            while len(batch) < self.max_batch and not 0 < self._playing <= len(batch):
                 try:
                     request = self._queue.get(timeout=self.wait_s)
                 except queue.Empty:

@@ -15,6 +15,7 @@ import json
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -89,12 +90,16 @@ def play_games(policy, games: list[tuple[Path, str]], cfg: OELConfig, round: int
             "invalid": state.invalid, "objective": state.objective, "turns": state.turns}
         return episode, reflect.lessons(episode) if reflect is not None else []
 
+    def play_counted(i: int, game: Path, family: str) -> tuple[LoggedEpisode, list[str]]:
+        with acting.playing() if batched else nullcontext():  # its reflection's calls count as the game's
+            return play_one(i, game, family)
+
     records = {}
     bar = progress(total=len(todo), desc=desc, unit="game")
     log = None  # opened with the first finished episode: a run that plays nothing leaves no empty log
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            futures = {pool.submit(play_one, *job): job[0] for job in todo}
+            futures = {pool.submit(play_counted, *job): job[0] for job in todo}
             try:
                 for future in as_completed(futures):
                     record, lessons = future.result()

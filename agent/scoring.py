@@ -45,8 +45,9 @@ def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lis
     first_logits, cache = out.logits[:, -1, :], out.past_key_values
     lengths = prompt_mask.sum(1)
 
-    encoded = [[tokenizer.encode(c, add_special_tokens=False) + end_ids for c in cands] for cands in candidate_lists]
+    encoded = [encode_candidates(tokenizer, cands, end_ids) for cands in candidate_lists]
     n_rows, width, plen = len(prompts), max(sum(map(len, cands)) for cands in encoded), prompt_mask.shape[1]
+    starts = lengths.tolist()  # one device sync, not one per candidate
     ids = torch.full((n_rows, width), tokenizer.pad_token_id, dtype=torch.long)
     positions = torch.zeros((n_rows, width), dtype=torch.long)
     segment = torch.full((n_rows, width), -1, dtype=torch.long)  # which candidate a token belongs to
@@ -54,7 +55,7 @@ def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lis
         at = 0
         for j, cand in enumerate(cands):
             ids[row, at:at + len(cand)] = torch.tensor(cand)
-            positions[row, at:at + len(cand)] = lengths[row].cpu() + torch.arange(len(cand))
+            positions[row, at:at + len(cand)] = starts[row] + torch.arange(len(cand))
             segment[row, at:at + len(cand)] = j
             at += len(cand)
     ids, positions, segment = ids.to(device), positions.to(device), segment.to(device)
@@ -64,23 +65,48 @@ def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lis
     mask = torch.cat([prompt_mask[:, None, :].expand(n_rows, width, plen), same & causal], dim=2)[:, None]
     logits = model(ids, past_key_values=cache, attention_mask=mask, position_ids=positions).logits
 
-    # Row r's sequence of logits: the prompt's last position, then its packed candidates.
-    return [mean_candidate_logprobs(torch.cat([first_logits[row:row + 1], logits[row]]), 0, cands)
-            for row, cands in enumerate(encoded)]
+    return candidate_means(first_logits, logits, encoded)
 
 
-def mean_candidate_logprobs(logits: torch.Tensor, last_prompt: int, encoded: list[list[int]]) -> torch.Tensor:
-    """Mean token log-probability of each candidate, packed end to end in `logits` ([positions, vocab])
-    right after the prompt's last position `last_prompt`. Token k of a candidate is predicted by that
-    position (k=0) or by the candidate's token k-1. The result is on the CPU (gradients kept), where the
-    sampling generators live."""
-    scores, at = [], last_prompt + 1
-    for cand in encoded:
-        rows = torch.tensor([last_prompt, *range(at, at + len(cand) - 1)], device=logits.device)
-        target = torch.tensor(cand, device=logits.device)
-        scores.append(F.log_softmax(logits[rows].float(), dim=-1).gather(-1, target[:, None]).mean())
-        at += len(cand)
-    return torch.stack(scores).cpu()
+def encode_candidates(tokenizer, candidates: list[str], end_ids: list[int]) -> list[list[int]]:
+    """Each candidate's token ids followed by the end-of-turn ids (one tokenizer call for all)."""
+    return [ids + end_ids for ids in tokenizer(candidates, add_special_tokens=False)["input_ids"]]
+
+
+def candidate_means(first: torch.Tensor, packed: torch.Tensor, encoded: list[list[list[int]]]) -> list[torch.Tensor]:
+    """Mean token log-probability of each candidate, per row.
+
+    Row r's candidates `encoded[r]` are packed end to end in `packed[r]` ([rows, width, vocab]); `first[r]`
+    holds the logits of the prompt's last position. Token k of a candidate is predicted by `first[r]`
+    (k=0) or by the candidate's token k-1. Every candidate of every row goes through one log-softmax and
+    one gather (one kernel each on a GPU, where a loop over candidates paid a launch and a copy for each).
+    The results are on the CPU (gradients kept), where the sampling generators live.
+    """
+    device, width = packed.device, packed.shape[1]
+    first_rows, first_targets, rest_at, rest_targets, rest_owner, counts = [], [], [], [], [], []
+    for row, cands in enumerate(encoded):
+        at = 0
+        for cand in cands:
+            owner = len(counts)
+            first_rows.append(row)
+            first_targets.append(cand[0])
+            rest_at += range(row * width + at, row * width + at + len(cand) - 1)
+            rest_targets += cand[1:]
+            rest_owner += [owner] * (len(cand) - 1)
+            counts.append(len(cand))
+            at += len(cand)
+
+    def token_logprobs(logits, targets):
+        targets = torch.tensor(targets, device=device)
+        return F.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+
+    sums = torch.zeros(len(counts), device=device).index_add(
+        0, torch.arange(len(counts), device=device), token_logprobs(first[first_rows], first_targets))
+    if rest_at:
+        rows = packed.reshape(-1, packed.shape[-1])[torch.tensor(rest_at, device=device)]
+        sums = sums.index_add(0, torch.tensor(rest_owner, device=device), token_logprobs(rows, rest_targets))
+    means = (sums / torch.tensor(counts, device=device)).cpu()
+    return list(means.split([len(cands) for cands in encoded]))
 
 
 class TurnCache:
@@ -113,7 +139,7 @@ class TurnCache:
         else:
             self.cache.crop(keep - self.cache.get_seq_length())
         new = ids[keep:]
-        encoded = [tokenizer.encode(c, add_special_tokens=False) + end_ids for c in candidates]
+        encoded = encode_candidates(tokenizer, candidates, end_ids)
         sequence = new + [t for cand in encoded for t in cand]
         positions = list(range(keep, len(ids)))
         segment = [-1] * len(new)  # -1: prompt; j: candidate j
@@ -134,7 +160,7 @@ class TurnCache:
         self.cache.crop(len(ids) - self.cache.get_seq_length())  # drop the candidates' entries
         self.ids = ids
         self.last_reused, self.last_encoded = keep, len(new)
-        return mean_candidate_logprobs(out.logits[0], 0, encoded)
+        return candidate_means(out.logits[:, 0], out.logits[:, 1:], [encoded])[0]
 
 
 @torch.no_grad()

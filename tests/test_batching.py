@@ -34,6 +34,30 @@ def test_concurrent_choose_calls_share_a_forward_pass(tiny_policy):
         assert choice.command == tiny_policy.choose(prompt, ["go east", "look"], greedy=True).command
 
 
+def test_a_batch_that_holds_every_game_in_play_does_not_wait(tiny_policy):
+    """Two games in play, room for 16 in a batch, and a 30 s gathering window: once both games' calls are in,
+    the batch runs at once (it used to wait out the window for calls that could not come)."""
+    import threading
+    import time
+
+    batched = BatchedPolicy(tiny_policy, max_batch=16, wait_s=30)
+    both_in = threading.Barrier(2)
+
+    def game(i):
+        with batched.playing():
+            both_in.wait()
+            return batched.choose(tiny_policy.render([{"role": "user", "content": f"game {i}"}]), ["look", "go east"])
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=game, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    batched.close()
+    assert time.monotonic() - start < 20 and batched.batch_sizes == [2]
+
+
 def test_concurrent_games_are_each_played_and_logged_once(tiny_policy, tmp_path):
     from agent.games import GameSpec, make_game
     from agent.rollout import play_games
@@ -110,7 +134,10 @@ def test_concurrent_games_reflect_in_batched_calls(tiny_policy, tmp_path, monkey
 
         def generate(self, prompts, *args, **kwargs):
             self.calls.append(len(prompts))
-            return self.policy.generate(prompts, *args, **kwargs)
+            # The tiny model's own text can be empty (no lesson) or repeat (a merge): each answer gets a
+            # distinct lesson, so that every episode must leave an item.
+            return [(f"Lesson {sum(self.calls) - len(prompts) + j}: take the coin. {text}", n)
+                    for j, (text, n) in enumerate(self.policy.generate(prompts, *args, **kwargs))]
 
     monkeypatch.setattr(agent.batching, "GATHER_S", 0.5)  # a loaded machine spreads the games' calls out
     writer = Counting(tiny_policy)
@@ -119,7 +146,7 @@ def test_concurrent_games_reflect_in_batched_calls(tiny_policy, tmp_path, monkey
     with Memory(tmp_path / "m") as memory:
         records = play_games(writer, games, cfg, 1, seed_base=0, reflect=Reflector(writer, memory, cfg, "tiny"),
                              concurrency=4)
-        sources = [i.source for i in memory.list("all")]
+        sources = {episode for item in memory.list("all") for episode in item.sources}
     assert sum(writer.calls) == 4 * 2  # every game reflected once, with its 2 samples
     assert max(writer.calls) > 2  # games that finished together shared a generate call
-    assert sorted(set(sources)) == sorted(r["id"] for r in records)
+    assert sources == {r["id"] for r in records}  # every episode's lessons stored (equal lessons merge)
