@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup browser demo test test-fast clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,16 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/oel loop --run-dir runs/demo
 
+# The inspector page's browser test (tests/test_ui.py) drives Debian's chromium through its own driver. They are
+# installed where apt-get can (as root); elsewhere that test is skipped, and says why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1; } || \
+	  echo "chromium and chromium-driver could not be installed: the browser test will be skipped"
+
 # Everything, as CI runs it.
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 # The unit tier for contributors: leaves out the tests marked slow (real model, subprocesses, servers).

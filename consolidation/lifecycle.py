@@ -15,9 +15,12 @@ import time
 from pathlib import Path
 
 from consolidation.checkpoints import Registry
-from memory.store import Memory
+from memory.store import Memory, open_memory
+from oel.config import OELConfig, load_run_config
 from oel.errors import OELError
 from oel.jsonl import open_append, read_jsonl
+from oel.rundir import RunDir
+from oel.text import sanitize
 
 
 def passes_gate(after: float, before: float, tolerance: float) -> bool:
@@ -90,6 +93,28 @@ def forget(registry: Registry, memory: Memory, item_ids: list[str], reason: str 
     restored = [i for version in tainted for i in restore(memory, version) if i not in ids]
     memory.delete(sorted(ids))
     return {"tainted": tainted, "restored": restored, "in_force": registry.current()}
+
+
+def forget_in_run(run_dir: str | Path, item_ids: list[str], reason: str = "forgotten") -> dict:
+    """`forget` on the run at `run_dir`: its checkpoints, its memory (with the writer lock) and its ledger.
+    What `oel memory forget` and the inspector page's forget button both call."""
+    run = RunDir(run_dir)
+    registry = Registry(run.checkpoints)
+    with open_memory(load_run_config(run_dir), run_dir) as memory:
+        return forget(registry, memory, item_ids, reason=sanitize(reason, 200) or "forgotten", ledger=run.forgotten)
+
+
+def open_run_memory(run_dir: str | Path, memory_url: str | None = None, write: bool = False) -> Memory:
+    """The memory of the run at `run_dir`, with the run's own settings (its Chroma server if it uses one),
+    or `memory_url` instead. What the CLI's `oel memory` commands and the inspector page open: reading takes
+    a snapshot, writing takes the writer lock."""
+    cfg_path = RunDir(run_dir).config
+    cfg = OELConfig.from_file(cfg_path) if cfg_path.is_file() else OELConfig()
+    if memory_url:
+        cfg.memory_url = memory_url
+    if write and not cfg.memory_url:
+        RunDir(run_dir).memory.mkdir(parents=True, exist_ok=True)
+    return open_memory(cfg, run_dir, read_only=not write)
 
 
 def replaced(registry: Registry) -> list[str]:

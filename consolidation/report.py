@@ -21,28 +21,43 @@ def read_rounds(run_dir: Path) -> list[dict]:
     return read_jsonl(RunDir(run_dir).rounds)
 
 
-def rounds_table(rows: list[dict]) -> Table:
-    table = Table(title="Online experiential learning, per round (policy without memory; the gate decides on the "
-                        "validation games, the test games decide nothing)")
+TITLE = ("Online experiential learning, per round (policy without memory; the gate decides on the validation games, "
+         "the test games decide nothing)")
+
+
+def round_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """(key, title) of the report's columns for these rows: the terminal table and the inspector page show
+    the same ones."""
     columns = list(COLUMNS)
     if any("success_in_context" in row for row in rows):  # the run evaluated each round's teacher
         columns.insert(3, ("success_in_context", "teacher (experience in prompt)"))
+    return columns
+
+
+def round_cells(row: dict, columns: list[tuple[str, str]]) -> list[str]:
+    """One round's row of the report, as text."""
+    cells = []
+    for key, _ in columns:
+        value = row.get(key, "")
+        if key == "success_no_memory":
+            value = f"{value:.0%} {span(row.get('ci95', 0), value)} (n={row.get('n_games', '?')})"
+        elif key == "validation":  # runs made before the split have none
+            value = f"{value['success_no_memory']:.0%} (n={value['n_games']})" if value else "-"
+        elif key == "success_in_context" and value != "":
+            value = f"{value:.0%} {span(row.get('in_context_ci95', 0), value)}"
+        elif isinstance(value, float):
+            value = f"{value:.1f}"
+        cells.append(str(value))
+    return cells
+
+
+def rounds_table(rows: list[dict]) -> Table:
+    table = Table(title=TITLE)
+    columns = round_columns(rows)
     for _, title in columns:
         table.add_column(title, justify="right")
     for row in rows:
-        cells = []
-        for key, _ in columns:
-            value = row.get(key, "")
-            if key == "success_no_memory":
-                value = f"{value:.0%} {span(row.get('ci95', 0), value)} (n={row.get('n_games', '?')})"
-            elif key == "validation":  # runs made before the split have none
-                value = f"{value['success_no_memory']:.0%} (n={value['n_games']})" if value else "-"
-            elif key == "success_in_context" and value != "":
-                value = f"{value:.0%} {span(row.get('in_context_ci95', 0), value)}"
-            elif isinstance(value, float):
-                value = f"{value:.1f}"
-            cells.append(str(value))
-        table.add_row(*cells)
+        table.add_row(*round_cells(row, columns))
     return table
 
 

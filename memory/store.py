@@ -88,6 +88,24 @@ class Item:
     supporters: str = ""
     """The episodes that produced it or merged into it, as a JSON list (Chroma keeps strings, not lists); ''
     in items stored before this was kept. Read `sources`."""
+    history: str = ""
+    """Every status the item has had, oldest first, as a JSON list of {status, at, and version or reason
+    where there is one} (Chroma keeps strings); '' in items stored before this was kept. Read
+    `status_history`."""
+
+    @property
+    def status_history(self) -> list[dict]:
+        """The item's statuses, oldest first: a list of dicts with `status` and `at` (and `version`, the
+        checkpoint that absorbed it, or `reason`, why it was quarantined). Items stored before the history
+        was kept start with their creation and their present status."""
+        try:
+            events = json.loads(self.history) if self.history else []
+        except json.JSONDecodeError:
+            events = []
+        if isinstance(events, list) and events and all(isinstance(e, dict) for e in events):
+            return events
+        first = [{"status": "created", "at": self.created_at}]
+        return first + [{"status": self.status, "at": "", **_event_details(self.consolidated_in, self.reason)}]
 
     @property
     def sources(self) -> list[str]:
@@ -231,10 +249,11 @@ class Memory:
                                                              "supporters": json.dumps(supporters)}])
                 return item_id, True
         item_id = "k-" + uuid.uuid4().hex[:12]
+        status, now = "quarantined" if quarantine else "active", _now()
         meta = {"env": env, "source": source, "outcome": outcome, "round": int(round), "created_by": created_by,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "support": 1,
-                "status": "quarantined" if quarantine else "active", "consolidated_in": "", "kind": kind,
-                "signature": signature, "utility_n": 0, "reason": quarantine or "", "supporters": json.dumps([source])}
+                "created_at": now, "support": 1, "status": status, "consolidated_in": "", "kind": kind,
+                "signature": signature, "utility_n": 0, "reason": quarantine or "", "supporters": json.dumps([source]),
+                "history": json.dumps([{"status": status, "at": now, **_event_details("", quarantine or "")}])}
         target = self._named(ARCHIVE) if quarantine else collection
         target.add(ids=[item_id], documents=[text], embeddings=[vector], metadatas=[meta])
         return item_id, False
@@ -321,7 +340,9 @@ class Memory:
         if not ids:
             return
         for source, item_id, text, meta, vector in self._find(ids, embeddings=True):
-            meta = {**meta, "status": status, "consolidated_in": version}
+            history = _item(item_id, text, meta).status_history + [{"status": status, "at": _now(),
+                                                                      **_event_details(version, "")}]
+            meta = {**meta, "status": status, "consolidated_in": version, "history": json.dumps(history)}
             if status == "active":
                 meta["reason"] = ""  # released from quarantine
             target = self._active(meta["env"]) if status == "active" else self._named(ARCHIVE)
@@ -354,6 +375,47 @@ class Memory:
         # kind is filtered here, not in Chroma: items stored before kinds existed have no kind field.
         items = [i for i in items if kind is None or i.kind == kind]
         return sorted(items, key=lambda it: (it.created_at, it.id))
+
+    def page(self, status: str = "active", env: str | None = None, round: int | None = None,
+             kind: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[Item], bool]:
+        """One page of the items matching every filter, and whether more follow: what `list` returns, read
+        `limit` at a time (the inspector page's memory view; `list` reads everything, ~1 s at 100k items).
+
+        The order is storage order, not `list`'s oldest-first: the active items of each game family, then the
+        others, each in the order they were stored. Unlike `list`, the kind filter runs in Chroma, so items
+        stored before kinds existed (no `kind` field) only show when no kind is asked for."""
+        _check_kind(kind)
+        if offset < 0 or limit < 1:
+            raise OELError(f"a page needs offset >= 0 and limit >= 1, got {offset} and {limit}")
+        items: list[Item] = []
+        seen: set[str] = set()
+        for collection, where in self._scope(status, env):
+            where = _where(base=where, round=round, kind=kind)
+            # One more than needed says whether another page follows; a copy left in two collections by a
+            # crash (see the module notes) is shown once, at its first place.
+            got = collection.get(where=where, include=["documents", "metadatas"], offset=offset,
+                                 limit=limit + 1 - len(items))
+            if not got["ids"] and offset:  # this collection lies wholly before the page: skip its matches
+                offset -= len(collection.get(where=where, include=[])["ids"]) if where else collection.count()
+                offset = max(offset, 0)
+                continue
+            offset = 0
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]):
+                if i not in seen:
+                    seen.add(i)
+                    items.append(_item(i, d, m))
+            if len(items) > limit:
+                return items[:limit], True
+        return items, False
+
+    def written_from(self, episode_id: str) -> list[Item]:
+        """The items, of any status, first written from this episode (its `source`)."""
+        items = {}
+        for collection in self._all():
+            got = collection.get(where={"source": episode_id}, include=["documents", "metadatas"])
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]):
+                items.setdefault(i, _item(i, d, m))
+        return list(items.values())
 
     def stats(self) -> dict:
         """Counts by status, kind and env, the total support, and the utility of the measured active items."""
@@ -483,9 +545,10 @@ def _slug(env: str) -> str:
 
 
 def _where(base: dict | None = None, status: str | None = None, env: str | None = None, round: int | None = None,
-           min_support: int | None = None) -> dict | None:
+           min_support: int | None = None, kind: str | None = None) -> dict | None:
     """A Chroma metadata filter from the given conditions (None when there are none)."""
     clauses = [base] if base else []
+    clauses += [{"kind": kind}] if kind else []
     clauses += [{"status": status}] if status else []
     clauses += [{"env": env}] if env else []
     clauses += [{"round": round}] if round is not None else []
@@ -552,7 +615,15 @@ def _item(item_id: str, text: str, meta: dict) -> Item:
                 support=int(meta["support"]), status=meta["status"], consolidated_in=meta["consolidated_in"],
                 kind=meta.get("kind", "insight"), signature=meta.get("signature", ""),
                 utility=float(utility) if utility is not None else None, utility_n=int(meta.get("utility_n", 0)),
-                reason=meta.get("reason", ""), supporters=meta.get("supporters", ""))
+                reason=meta.get("reason", ""), supporters=meta.get("supporters", ""), history=meta.get("history", ""))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _event_details(version: str, reason: str) -> dict:
+    return {**({"version": version} if version else {}), **({"reason": reason} if reason else {})}
 
 
 CONTEXT_KINDS: dict[str, tuple[str, ...]] = {"memory": ("procedure", "insight"), "knowledge": ("insight",),
@@ -576,3 +647,4 @@ def retrieval_args(cfg, context: str | None = None) -> dict | None:
 def open_memory(cfg, run_dir: str | Path, read_only: bool = False) -> Memory:
     """A run's memory: its Chroma server if the config names one, else `<run_dir>/memory`."""
     return Memory(path=RunDir(run_dir).memory, url=cfg.memory_url, read_only=read_only)
+

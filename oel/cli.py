@@ -253,17 +253,28 @@ def report(run_dir: Path = RunDirOption):
         raise OELError(f"no rounds recorded in {run_dir}: run `oel loop --run-dir {run_dir}` first")
 
 
-def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False):
-    """The run's memory: its own Chroma server if the run uses one, else the directory under the run."""
-    from memory.store import open_memory
+@app.command()
+def ui(run_dir: Path = RunDirOption,
+       host: str = typer.Option("127.0.0.1", help="Address to listen on. The default is this machine only; another "
+                                                 "address shows the run (and, with --allow-writes, lets anyone who can "
+                                                 "reach it change the memory) to the network."),
+       port: int = typer.Option(8765, help="Port to listen on."),
+       allow_writes: bool = typer.Option(False, "--allow-writes",
+                                         help="Let the page restore, archive and forget items (each asks first).")):
+    """Serve a local web page over the run: memory, episodes, checkpoints, and how each item became weights."""
+    _quiet()
+    from oel.ui import check_run_dir, serve
 
-    cfg_path = RunDir(run_dir).config
-    cfg = OELConfig.from_file(cfg_path) if cfg_path.is_file() else OELConfig()
-    if memory_url:
-        cfg.memory_url = memory_url
-    if write and not cfg.memory_url:
-        RunDir(run_dir).memory.mkdir(parents=True, exist_ok=True)
-    return open_memory(cfg, run_dir, read_only=not write)
+    check_run_dir(run_dir)
+    if not 0 < port < 65536:
+        raise OELError(f"--port must be between 1 and 65535, got {port}")
+    serve(run_dir, host=host, port=port, allow_writes=allow_writes)
+
+
+def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False):
+    from consolidation.lifecycle import open_run_memory
+
+    return open_run_memory(run_dir, memory_url, write)
 
 
 MemoryUrl = typer.Option(None, "--memory-url", help="A Chroma server (http://host:port) instead of the run's memory.")
@@ -397,19 +408,14 @@ def memory_forget(item_ids: list[str], run_dir: Path = RunDirOption,
     """Take items out of the memory and out of the weights: delete them, taint every checkpoint trained on
     them (the newest untainted one takes over), and give back the other items those absorbed."""
     from consolidation import lifecycle
-    from consolidation.checkpoints import Registry
-    from memory.store import open_memory
-    from oel.config import load_run_config
 
-    cfg = load_run_config(require_run(run_dir))
-    registry = Registry(RunDir(run_dir).checkpoints)
+    require_run(run_dir)
     if not yes:
         if not sys.stdin.isatty():
             raise OELError("forget deletes items and taints the checkpoints trained on them: add --yes to confirm")
         typer.confirm(f"Forget {len(item_ids)} item(s) in {run_dir}, and taint the checkpoints trained on them?",
                       abort=True)
-    with open_memory(cfg, run_dir) as memory:
-        done = lifecycle.forget(registry, memory, item_ids, reason=sanitize(reason, 200), ledger=RunDir(run_dir).forgotten)
+    done = lifecycle.forget_in_run(run_dir, item_ids, reason)
     console.print(f"forgot {len(item_ids)} items; tainted: {', '.join(done['tainted']) or 'none'}; "
                   f"{len(done['restored'])} other items active again; in force: {done['in_force'] or 'the base model'}")
     if reconsolidate and done["tainted"]:
