@@ -4,6 +4,7 @@ Runs `oel loop` as a user would, then reads everything back through the CLI.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,7 @@ def test_one_real_round_from_the_cli(tmp_path):
         assert consolidated == (set(m["knowledge_ids"]) if m["status"] == "promoted" else set())
         if m["status"] == "promoted":
             assert all(i["consolidated_in"] == "v1" for i in items if i["status"] == "consolidated")
+        check_chain_and_forget(run_dir, m, episodes, tmp_path)
     else:
         assert manifests == [] and rows[1]["gate"].startswith("skipped")
 
@@ -80,3 +82,41 @@ def test_one_real_round_from_the_cli(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len((run_dir / "reports" / "rounds.jsonl").read_text().splitlines()) == 2
+
+
+def check_chain_and_forget(run_dir: Path, v1: dict, episodes: list[dict], tmp_path: Path) -> None:
+    """On what the loop wrote: the inspector page's provenance chain resolves, item to episode to checkpoint
+    and back; then forgetting one absorbed item takes it out of the memory and the weights."""
+    from starlette.testclient import TestClient
+
+    from oel.ui import create_app
+
+    page = TestClient(create_app(run_dir))
+    item_id = v1["knowledge_ids"][0]
+    item = page.get(f"/items/{item_id}").text
+    source = re.findall(r'href="/episodes/([^"]+)"', item)[0]
+    assert source in {e["id"] for e in episodes} and 'href="/checkpoints/v1"' in item
+    assert item_id in re.findall(r'href="/items/([^"]+)"', page.get(f"/episodes/{source}").text)  # and back
+    assert item_id in re.findall(r'href="/items/([^"]+)"', page.get("/checkpoints/v1").text)
+
+    run = ["--run-dir", str(run_dir)]
+    done = subprocess.run([OEL, "memory", "forget", item_id, "--yes", "--reason", "wrong", *run],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [tainted] = json.loads(subprocess.run([OEL, "checkpoints", "list", "--json", *run], capture_output=True, text=True,
+                                          check=True).stdout)
+    assert tainted["status"] == "tainted" and "base model" in done.stdout  # the policy before v1 is in force
+    items = json.loads(subprocess.run([OEL, "memory", "list", "--status", "all", "--json", *run],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert item_id not in {i["id"] for i in items}
+    others = set(v1["knowledge_ids"]) - {item_id}
+    assert {i["status"] for i in items if i["id"] in others} <= {"active"}  # given back
+    exported = tmp_path / "export.jsonl"
+    subprocess.run([OEL, "memory", "export", str(exported), *run], check=True, capture_output=True)
+    assert item_id not in exported.read_text()
+    again = subprocess.run([OEL, "consolidate", *run], capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stderr[-2000:]
+    if others:  # something was left to learn: a new checkpoint, without the forgotten item
+        v2 = json.loads(subprocess.run([OEL, "checkpoints", "show", "v2", "--json", *run], capture_output=True,
+                                       text=True, check=True).stdout)
+        assert v2["replaces"] == ["v1"] and item_id not in v2["knowledge_ids"]
