@@ -12,6 +12,16 @@ from pathlib import Path
 from oel.stats import wilson
 
 
+def print_result(result: dict, as_json: bool) -> None:
+    """A bench's figures: one JSON line with --json, else one `key value` line each."""
+    if as_json:
+        print(json.dumps(result))
+        return
+    width = max(map(len, result)) + 2
+    for key, value in result.items():
+        print(f"{key:{width}} {value}")
+
+
 def write_docs(docs: Path, section: str, markers: tuple[str, str]) -> None:
     """Replace the section of `docs` between `markers` (which `section` starts and ends with), keeping
     everything written by hand around it."""

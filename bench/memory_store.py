@@ -10,7 +10,6 @@ for one family's active items, exactly as the consolidation teacher does.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import tempfile
@@ -18,6 +17,7 @@ import time
 
 from tqdm import tqdm
 
+from bench.common import print_result
 from memory.store import Memory
 
 VERBS = ["take", "open", "unlock", "examine", "go", "drop", "eat", "put", "close", "insert", "look at", "search"]
@@ -32,6 +32,13 @@ def lesson(rng: random.Random, n: int) -> str:
             f"{rng.choice(WHEN)}, then {rng.choice(VERBS)} the {rng.choice(OBJECTS)} (case {n}).")
 
 
+def synthetic_items(rng: random.Random, count: int) -> list[dict]:
+    """`count` active items in the export format, over the 4 families, for `Memory.import_items`."""
+    return [{"id": f"k-{n:08d}", "text": lesson(rng, n), "env": ENVS[n % 4], "source": f"ep-{n // 2}",
+             "outcome": "won", "round": n % 5, "created_by": "bench", "created_at": f"2026-01-01T00:00:{n:08d}",
+             "support": 1, "status": "active", "consolidated_in": ""} for n in range(count)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000)
@@ -39,9 +46,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     rng = random.Random(0)
-    rows = [{"id": f"k-{n:08d}", "text": lesson(rng, n), "env": ENVS[n % 4], "source": f"ep-{n // 2}",
-             "outcome": "won", "round": n % 5, "created_by": "bench", "created_at": f"2026-01-01T00:00:{n:08d}",
-             "support": 1, "status": "active", "consolidated_in": ""} for n in range(args.items)]
+    rows = synthetic_items(rng, args.items)
     with tempfile.TemporaryDirectory() as tmp, Memory(tmp) as memory:
         start = time.perf_counter()
         for i in tqdm(range(0, len(rows), 1000), desc="bulk insert", unit="k items", disable=args.json):
@@ -66,11 +71,7 @@ def main() -> None:
     result = {"items": args.items, "insert_per_s": round(args.items / bulk_s, 1),
               "add_with_merge_check_per_s": round(singles / add_s, 1),
               "query_p50_ms": round(statistics.median(latencies), 2), "query_p95_ms": round(cuts[18], 2)}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:28} {value}")
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

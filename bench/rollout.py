@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +34,7 @@ from agent.policy import Policy
 from agent.scoring import naive_candidate_logprobs
 from agent.batching import BatchedPolicy
 from agent.rollout import play_games
-from bench.common import device_description
+from bench.common import device_description, print_result
 from memory.reflection import Reflector
 from oel.progress import progress
 from oel.config import OELConfig
@@ -134,11 +133,7 @@ def main() -> None:
                            f"generate{len(few)}": genk_steps},
         **device_description(fast.runtime()),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:20} {value}")
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Each figure but `open` is the median and 95th percentile of `--repeats` requests
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import tempfile
@@ -26,7 +25,8 @@ from pathlib import Path
 from starlette.testclient import TestClient
 from tqdm import tqdm
 
-from bench.memory_store import ENVS, OBJECTS, PLACES, VERBS, lesson
+from bench.common import print_result
+from bench.memory_store import OBJECTS, PLACES, VERBS, synthetic_items
 from consolidation.loop import write_run_config
 from memory.store import Memory
 from oel.config import OELConfig
@@ -38,12 +38,11 @@ STATUS_MIX = ["active"] * 14 + ["consolidated"] * 4 + ["archived", "quarantined"
 
 def build_run(run_dir: Path, items: int, quiet: bool) -> list[str]:
     write_run_config(OELConfig(), run_dir)
-    rng = random.Random(0)
-    rows = [{"id": f"k-{n:08d}", "text": lesson(rng, n), "env": ENVS[n % 4], "source": f"ep-{n // 2}",
-             "outcome": "won", "round": n % 5, "created_by": "bench", "created_at": f"2026-01-01T00:00:{n:08d}",
-             "support": 1, "status": STATUS_MIX[n % 20], "consolidated_in": "v1" if STATUS_MIX[n % 20] == "consolidated" else "",
-             "reason": "names nothing from its episode" if STATUS_MIX[n % 20] == "quarantined" else ""}
-            for n in range(items)]
+    rows = synthetic_items(random.Random(0), items)
+    for n, row in enumerate(rows):
+        status = row["status"] = STATUS_MIX[n % 20]
+        row["consolidated_in"] = "v1" if status == "consolidated" else ""
+        row["reason"] = "names nothing from its episode" if status == "quarantined" else ""
     with Memory(RunDir(run_dir).memory) as memory:
         for i in tqdm(range(0, len(rows), 1000), desc="build memory", unit="k items", disable=quiet):
             memory.import_items(rows[i:i + 1000])
@@ -89,11 +88,7 @@ def main() -> None:
                   "search": {"p50_ms": round(statistics.median(search), 1),
                              "p95_ms": round(statistics.quantiles(search, n=20)[18], 1)},
                   "item": timed(page, f"/items/{ids[len(ids) // 2]}", args.repeats, expect="Status history")}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:24} {value}")
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":
