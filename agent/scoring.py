@@ -100,8 +100,7 @@ def candidate_means(first: torch.Tensor, packed: torch.Tensor, encoded: list[lis
         targets = torch.tensor(targets, device=device)
         return F.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None]).squeeze(-1)
 
-    sums = torch.zeros(len(counts), device=device).index_add(
-        0, torch.arange(len(counts), device=device), token_logprobs(first[first_rows], first_targets))
+    sums = token_logprobs(first[first_rows], first_targets)  # candidate j's first token is row j
     if rest_at:
         rows = packed.reshape(-1, packed.shape[-1])[torch.tensor(rest_at, device=device)]
         sums = sums.index_add(0, torch.tensor(rest_owner, device=device), token_logprobs(rows, rest_targets))

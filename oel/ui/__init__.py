@@ -117,12 +117,12 @@ def create_app(run_dir: str | Path, allow_writes: bool = False) -> Starlette:
     def episodes_view(request: Request) -> Response:
         q = request.query_params
         round_ = number(request, "round")
-        shown = [e for e in reader.episodes()
+        episodes = reader.episodes()
+        shown = [e for e in episodes
                  if (round_ is None or e["round"] == round_) and q.get("game", "") in Path(e["game"]).name
                  and q.get("outcome") in (None, "", e["outcome"]) and q.get("policy") in (None, "", e["policy"])]
         return page(request, "episodes.html", episodes=shown, filters=dict(q),
-                    outcomes=sorted({e["outcome"] for e in reader.episodes()}),
-                    policies=sorted({e["policy"] for e in reader.episodes()}))
+                    outcomes=sorted({e["outcome"] for e in episodes}), policies=sorted({e["policy"] for e in episodes}))
 
     def episode_view(request: Request) -> Response:
         episode = reader.episodes_by_id().get(request.path_params["episode_id"])

@@ -47,6 +47,7 @@ class RunReader:
         self._memory: Memory | None = None
         self._memory_stamp: tuple | None = None
         self._episodes: list[LoggedEpisode] = []
+        self._by_id: dict[str, LoggedEpisode] = {}
         self._episodes_stamp: tuple | None = None
 
     def memory(self) -> Memory:
@@ -70,11 +71,13 @@ class RunReader:
             stamp = tuple(s for log in self.run.logs() for s in _stamp(log))
             if stamp != self._episodes_stamp:
                 self._episodes = load_trajectories(self.run.logs())
+                self._by_id = {e["id"]: e for e in self._episodes}
                 self._episodes_stamp = stamp
             return self._episodes
 
     def episodes_by_id(self) -> dict[str, LoggedEpisode]:
-        return {e["id"]: e for e in self.episodes()}
+        self.episodes()  # re-read if the logs changed
+        return self._by_id
 
     def envs(self) -> list[str]:
         return sorted({e["env"] for e in self.episodes()})
