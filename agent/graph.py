@@ -15,7 +15,7 @@ import torch
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agent.prompts import acting_messages, ground_command, situation_text, strip_thinking
+from agent.prompts import ground_command, prompt_messages, retrieval_query, strip_thinking, with_knowledge
 from agent.state import Context, Episode, EpisodeStart, State
 from oel.errors import OELError
 
@@ -29,15 +29,16 @@ _positions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def reset(state: State, runtime: Runtime[Context]) -> dict:
     first = runtime.context.env.reset()
     _positions[runtime.context.env] = 0
-    return {"objective": first.objective, "observation": first.text, "admissible": first.admissible,
+    return {"objective": first.objective, "start": first.text, "observation": first.text, "admissible": first.admissible,
             "score": first.score, "max_score": first.max_score}
 
 
 def act(state: State, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
-    situation = situation_text(state.objective, state.turns, state.observation, state.admissible)
-    knowledge = ctx.knowledge(situation) if callable(ctx.knowledge) else ctx.knowledge
-    messages = acting_messages(situation, knowledge)
+    plain = prompt_messages(ctx.acting_prompt, state.objective, state.start, state.turns, state.observation,
+                            state.admissible)
+    knowledge = ctx.knowledge(retrieval_query(plain)) if callable(ctx.knowledge) else ctx.knowledge
+    messages = with_knowledge(plain, knowledge)
     if ctx.mode == "choose":
         generator = torch.Generator().manual_seed(ctx.seed + state.steps) if ctx.seed is not None else None
         choice = ctx.policy.choose(ctx.policy.render(messages), state.admissible, ctx.temperature, ctx.greedy, generator)

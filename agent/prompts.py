@@ -16,8 +16,20 @@ KNOWLEDGE_HEADER = "Experience you learned from earlier games (it may be incompl
 HISTORY_TURNS = 4
 """Earlier turns shown in the prompt: at least this many (when there are), at most twice as many minus one.
 Bounds the prompt length, and so the prefill cost on CPU. The window moves in blocks of this size rather
-than one turn at a time: between moves each prompt only extends the previous one, so choose mode reuses the
-previous turn's KV cache (`agent.scoring.TurnCache`) and encodes only the new turn."""
+than one turn at a time, so that between two moves a prompt mostly extends the previous one and choose mode
+reuses the previous turn's KV cache (`agent.scoring.TurnCache`). When the window moves (every HISTORY_TURNS
+turns, once a game is 2*HISTORY_TURNS turns long) the prompt is encoded afresh: that is the cost of the bound.
+
+Two formats (`OELConfig.acting_prompt`):
+- `chat`: the episode as a multi-turn chat. The first user message is the situation (objective, what the
+  agent sees, the valid commands); each command is an assistant turn; each feedback with the commands then
+  valid is a user turn. A prompt only grows between moves (but when the window moves), so the cache covers
+  everything but the newest turn.
+- `transcript`: one user message holding the objective, the earlier turns as a transcript and the current
+  valid commands. The valid-commands line at its end changes every move, so the tokens after the previous
+  transcript are encoded again (measured: BENCHMARKS.md)."""
+
+ACTING_PROMPTS = ("chat", "transcript")
 
 
 def knowledge_block(items: list[str]) -> str:
@@ -49,10 +61,58 @@ def situation_text(objective: str, history: list[dict], observation: str, admiss
     return "\n".join(lines)
 
 
-def acting_messages(situation: str, knowledge: list[str] = ()) -> list[dict]:
+def _ask(admissible: list[str]) -> str:
+    return "Valid commands: " + ", ".join(admissible) + "\nYour command:"
+
+
+def chat_messages(objective: str, start: str, history: list[dict], observation: str,
+                  admissible: list[str]) -> list[dict]:
+    """The episode as a chat (the `chat` format above), with the same window of earlier turns as the
+    transcript. `start` is the game's first observation; each turn holds the commands that were valid when it
+    was chosen (`admissible`), so an earlier user message never changes when the episode goes on."""
+    first = history_start(len(history))
+    shown = history[first:]
+    if not shown:
+        seen, valid = observation, admissible
+    else:
+        seen, valid = history[first - 1]["feedback"] if first else start, shown[0].get("admissible", [])
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": f"Objective: {objective}\nNow: {seen}\n{_ask(valid)}"}]
+    for n, turn in enumerate(shown):
+        valid = shown[n + 1].get("admissible", []) if n + 1 < len(shown) else admissible
+        feedback = turn["feedback"] if n + 1 < len(shown) else observation
+        messages += [{"role": "assistant", "content": turn["action"]},
+                     {"role": "user", "content": f"{feedback}\n{_ask(valid)}"}]
+    return messages
+
+
+def prompt_messages(style: str, objective: str, start: str, history: list[dict], observation: str,
+                    admissible: list[str]) -> list[dict]:
+    """The acting prompt in the configured format, without knowledge (`with_knowledge` adds it)."""
+    if style == "chat":
+        return chat_messages(objective, start, history, observation, admissible)
+    return acting_messages(situation_text(objective, history, observation, admissible))
+
+
+def with_knowledge(messages: list[dict], knowledge: list[str]) -> list[dict]:
+    """The prompt with the knowledge put before the situation, in the last user message: where acting with
+    memory and the consolidation teacher put it (TRL's SDFT composes its teacher prompt the same way)."""
     block = knowledge_block(list(knowledge))
-    user = f"{block}\n\n{situation}" if block else situation
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    if not block:
+        return messages
+    return messages[:-1] + [{**messages[-1], "content": f"{block}\n\n{messages[-1]['content']}"}]
+
+
+def retrieval_query(messages: list[dict]) -> str:
+    """The text memory is searched with for a prompt: every user message, so the objective and the recent
+    turns count in either format (in `transcript` it is the one situation message)."""
+    return "\n".join(m["content"] for m in messages if m["role"] == "user")
+
+
+def acting_messages(situation: str, knowledge: list[str] = ()) -> list[dict]:
+    """The one-message prompt: a situation text (the `transcript` format), with knowledge before it."""
+    return with_knowledge([{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": situation}],
+                          knowledge)
 
 
 _THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)

@@ -19,6 +19,8 @@ class State:
 
     objective: str = ""
     """The game's goal text."""
+    start: str = ""
+    """The game's first observation (the chat prompt opens with it)."""
     observation: str = ""
     """The latest observation text."""
     admissible: list[str] = field(default_factory=list)
@@ -82,10 +84,13 @@ class Context:
     temperature: float = OELConfig.temperature
     greedy: bool = OELConfig.greedy
     max_new_tokens: int = OELConfig.max_new_tokens
+    acting_prompt: Literal["chat", "transcript"] = OELConfig.acting_prompt
+    """The acting prompt's format (`agent.prompts.prompt_messages`)."""
     thinking: bool = OELConfig.thinking
     """Generate mode: let a model whose chat template supports it think before it answers."""
     knowledge: list[str] | Callable[[str], list[str]] = field(default_factory=list)
-    """Knowledge put in the acting prompt: a fixed list, or a function of the situation text (retrieval).
+    """Knowledge put in the acting prompt: a fixed list, or a function of the prompt's text
+    (`agent.prompts.retrieval_query`; retrieval).
     Empty when deploying: the policy plays from its weights."""
     reflect: Callable[[State, "Context"], list[str]] | None = None
     """Called once when the episode is done; returns ids of stored knowledge. None skips reflection."""
@@ -104,4 +109,5 @@ class Context:
     def from_config(cls, cfg: OELConfig, *, env: Env, **given: Any) -> Context:
         """A context with a run's acting settings (`given` adds the rest: policy, knowledge, seed...)."""
         return cls(env=env, mode=cfg.action_mode, max_steps=cfg.max_steps, temperature=cfg.temperature,
-                   greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens, thinking=cfg.thinking, **given)
+                   greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens, acting_prompt=cfg.acting_prompt,
+                   thinking=cfg.thinking, **given)

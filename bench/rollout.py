@@ -1,6 +1,7 @@
 """Rollout benchmark: steps per second of choose-mode play, naive versus the project's fast path.
 
-    .venv/bin/python -m bench.rollout [--games 16] [--steps 6] [--generate-games 4] [--challenges C ...] [--device D] [--json]
+    .venv/bin/python -m bench.rollout [--games 16] [--steps 6] [--generate-games 4] [--challenges C ...]
+                                      [--acting-prompt chat|transcript] [--device D] [--json]
 
 - naive: one game at a time; every candidate command is scored with a full forward pass over prompt +
   candidate, so the whole prompt is re-encoded for every candidate, every turn;
@@ -14,6 +15,12 @@
   games at once (their `generate` calls batched);
 - reflect@1 and reflect@K: the lessons of fast@K's K episodes generated one episode at a time, and all at
   once (their `generate` calls batched, as concurrent play does).
+
+`prompt_tokens_reused` is the share of fast@1's prompt tokens taken from the turn cache, and
+`prompt_tokens_per_step` the mean prompt's length: both depend on the acting prompt's format
+(`--acting-prompt`, the config's by default), and on the step limit, since the history window moves (and
+the prompt is encoded afresh) every 4 turns once a game is 8 turns long (`--steps 20`, the loop's limit,
+shows that cost; at 6 steps it never moves).
 
 `fast_steps_per_s` is the best of fast@1 and fast@K on this machine (`fast_path` says which), `speedup` is
 that over naive, and `batched_speedup` is fast@K over fast@1. All figures come from one run on one
@@ -31,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from agent.games import make_suite, suite_specs
 from agent.policy import Policy
+from agent.prompts import ACTING_PROMPTS
 from agent.scoring import naive_candidate_logprobs
 from agent.batching import BatchedPolicy
 from agent.rollout import play_games
@@ -86,12 +94,14 @@ def main() -> None:
                         help="games for generate mode, played one at a time and all at once (it is slow on a CPU)")
     parser.add_argument("--challenges", nargs="+", default=CHALLENGES, metavar="C",
                         help=f"game challenges, as for `oel games make` (default: {' '.join(CHALLENGES)})")
+    parser.add_argument("--acting-prompt", choices=ACTING_PROMPTS, default=OELConfig.acting_prompt,
+                        help="the acting prompt's format (as the config's acting_prompt)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as the config's device)")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (as the config's dtype)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
 
-    cfg = OELConfig(max_steps=args.steps)
+    cfg = OELConfig(max_steps=args.steps, acting_prompt=args.acting_prompt)
     specs = suite_specs(args.challenges, args.games, 20_000)
     games = list(zip(make_suite(specs), [s.env_family for s in specs]))
     fast = Policy.load(device=args.device, dtype=args.dtype)
@@ -106,7 +116,8 @@ def main() -> None:
     plain_rate, plain_steps, candidates, _ = steps_per_s(fast, games, cfg, 1)
     fast.reuse_cache, fast.prompt_tokens = True, {"reused": 0, "encoded": 0}
     fast1_rate, fast1_steps, _, _ = steps_per_s(fast, games, cfg, 1)
-    reused = fast.prompt_tokens["reused"] / max(1, fast.prompt_tokens["reused"] + fast.prompt_tokens["encoded"])
+    prompt_tokens = fast.prompt_tokens["reused"] + fast.prompt_tokens["encoded"]
+    reused = fast.prompt_tokens["reused"] / max(1, prompt_tokens)
     fastk_rate, fastk_steps, _, episodes = steps_per_s(fast, games, cfg, args.games)
     # Generate mode (the model writes each command) and reflection, one at a time against batched.
     written = dataclasses.replace(cfg, action_mode="generate")
@@ -122,6 +133,8 @@ def main() -> None:
         "fast_steps_per_s": round(best_rate, 3), "fast_path": best_path,
         "speedup": round(best_rate / naive_rate, 2), "batched_speedup": round(fastk_rate / fast1_rate, 2),
         "reuse_speedup": round(fast1_rate / plain_rate, 2), "prompt_tokens_reused": round(reused, 3),
+        "prompt_tokens_per_step": round(prompt_tokens / max(1, fast1_steps), 1), "acting_prompt": args.acting_prompt,
+        "max_steps": args.steps,
         "concurrency": args.games, "challenges": args.challenges, "commands_per_step": round(candidates, 1),
         "generate1_steps_per_s": round(gen1_rate, 3), f"generate{len(few)}_steps_per_s": round(genk_rate, 3),
         "generate_batched_speedup": round(genk_rate / gen1_rate, 2),

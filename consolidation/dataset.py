@@ -18,7 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from agent.prompts import knowledge_block
+from agent.prompts import knowledge_block, retrieval_query
 from oel.text import sanitize
 from memory.store import Memory, retrieval_args
 from oel.config import OELConfig
@@ -40,7 +40,7 @@ def build_dataset(episodes: list[LoggedEpisode], memory: Memory, cfg: OELConfig,
             messages = turn["prefix"]
             texts = []
             if retrieval is not None:
-                items = memory.retrieve(messages[-1]["content"], env=episode["env"], max_tokens=max_tokens, **retrieval)
+                items = memory.retrieve(retrieval_query(messages), env=episode["env"], max_tokens=max_tokens, **retrieval)
                 texts += [i.text for i in items]
                 used += [i.id for i in items if i.id not in used]
             # With both, the play logs come with knowledge, never alone: a round consolidates when it has

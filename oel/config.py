@@ -38,6 +38,11 @@ class OELConfig:
     """Take the argmax instead of sampling. The 135M model then loops on one command forever, so off by default."""
     max_new_tokens: int = 48
     """Token cap for one generated action (generate mode)."""
+    acting_prompt: Literal["transcript", "chat"] = "transcript"
+    """How the acting prompt shows the episode (`agent/prompts.py`): `transcript`, one message with the earlier
+    turns; or `chat`, one chat turn per move, so the prompt only grows between window moves. Why transcript
+    is the default (the embedded model plays worse in chat, and chat's longer prompts save no encoding):
+    docs/RESULTS.md, "Acting prompt format"."""
     device: str = "auto"
     """Where the policy acts, scores, reflects, is evaluated, merges adapters and trains: `auto` (the first CUDA
     device if there is one, else the CPU), `cpu`, `cuda` or `cuda:N`."""

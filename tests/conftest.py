@@ -81,13 +81,14 @@ _WANDERING = [("go west", _ROOMS["Shower"]), ("go east", _ROOMS["Cellar"]), ("go
 
 def _episode(moves: list[tuple[str, str]], won: bool = True, outcome: str | None = None) -> dict:
     """An episode in the logged format: moves are (command, feedback); a feedback naming a room moves there."""
-    from agent.prompts import acting_messages, situation_text
+    from agent.prompts import prompt_messages
+    from oel.config import OELConfig
 
     turns, room, observation, score = [], "Cellar", _START, 0
     for command, feedback in moves:
         reward = int(command == "take coin")
         score += reward
-        prefix = acting_messages(situation_text("find the coin", turns, observation, _VALID[room]))
+        prefix = prompt_messages(OELConfig.acting_prompt, "find the coin", _START, turns, observation, _VALID[room])
         turns.append({"prefix": prefix, "action": command, "output": command, "admissible": _VALID[room],
                       "feedback": feedback, "score": score, "reward": reward})
         room = next((name for name, text in _ROOMS.items() if feedback == text), room)

@@ -23,6 +23,20 @@ def test_episode_logs_every_turn_and_step_limit_is_not_a_win(tiny_policy, coin_g
     assert state.tokens > 0
 
 
+def test_chat_prompt_grows_by_one_move_and_the_turn_cache_reuses_it(tiny_policy, coin_game):
+    """The `chat` acting prompt on a real game: each move's prompt holds the previous one and adds the move
+    (assistant) and the game's answer (user), so the turn cache encodes only those."""
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    tiny_policy.prompt_tokens = {"reused": 0, "encoded": 0}
+    state = play_episode(Context(env=env, policy=tiny_policy, max_steps=4, seed=0, acting_prompt="chat"))
+    prefixes = [t["prefix"] for t in state.turns]
+    for n in range(1, len(prefixes)):
+        assert prefixes[n][:len(prefixes[n - 1])] == prefixes[n - 1]
+        assert prefixes[n][-2] == {"role": "assistant", "content": state.turns[n - 1]["action"]}
+        assert prefixes[n][-1]["content"].startswith(state.turns[n - 1]["feedback"])
+    assert len(prefixes) >= 2 and tiny_policy.prompt_tokens["reused"] > tiny_policy.prompt_tokens["encoded"]
+
+
 def test_generate_mode_counts_invalid_outputs(tiny_policy, coin_game):
     env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
     state = play_episode(Context(env=env, policy=tiny_policy, mode="generate", max_steps=2, max_new_tokens=6))

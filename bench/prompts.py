@@ -1,0 +1,94 @@
+"""Acting prompt formats, `chat` against `transcript`, on validation games: which one the default should be.
+
+    .venv/bin/python -m bench.prompts [--games 48] [--run-dir runs/teacher-r1 --round 1] [--json]
+
+The format changes what the model sees, so before it becomes the default its effect on play is measured on
+the validation games (never on the test games, which nothing is decided on). The base model plays the same
+games with the same sampling seeds in each format, without memory; with `--run-dir`, also as the teacher
+with that round's memory in its prompt (a copy of it, as `bench/teacher.py` reads it), since the teacher's
+play bounds what consolidation teaches. Each row gives success with its Wilson 95% interval, steps and the
+mean acting prompt's length in tokens, and `chat` is paired against `transcript` game by game (exact
+McNemar p). Writes --out (JSON). The speed side (tokens the turn cache reuses) is `bench/rollout.py`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.games import make_suite, split_specs
+from agent.policy import Policy
+from agent.prompts import ACTING_PROMPTS
+from bench.common import pct, summary
+from bench.teacher import knowledge_copy
+from consolidation.dataset import load_trajectories
+from consolidation.evaluate import evaluate, teacher_sources
+from oel.config import OELConfig
+from oel.errors import OELError, one_line_errors
+from oel.files import write_atomic
+from oel.rundir import RunDir
+from oel.stats import gained_lost, paired_p
+
+
+def played(policy, suite, cfg: OELConfig, memory=None, episodes=()) -> dict:
+    """One evaluation, with the mean prompt tokens a move (reused and encoded alike)."""
+    policy.prompt_tokens = {"reused": 0, "encoded": 0}
+    sources = teacher_sources("memory" if memory else "none", memory, list(episodes), cfg)
+    e = evaluate(policy, suite, cfg, **sources, desc=f"{cfg.acting_prompt}{' + memory' if memory else ''}")
+    moves = sum(x["steps"] for x in e["episodes"])
+    return {**summary(e), "prompt_tokens": round(sum(policy.prompt_tokens.values()) / max(1, moves), 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", type=int, default=48, help="validation games")
+    parser.add_argument("--run-dir", type=Path, help="a run whose memory the teacher rows read (e.g. runs/teacher-r1)")
+    parser.add_argument("--round", type=int, default=1, help="the round of that memory")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/prompts.json"))
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    args = parser.parse_args(argv)
+    if args.games < 1:
+        raise OELError("--games must be a positive integer")
+    cfg = OELConfig.from_file(RunDir(args.run_dir).config) if args.run_dir else OELConfig()
+    specs = split_specs(cfg.challenges, args.games, cfg.seed, "validation")
+    suite = list(zip(make_suite(specs, desc="validation games"), [s.env_family for s in specs]))
+    policy = Policy.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    rows = {}
+    for style in ACTING_PROMPTS:
+        rows[style] = played(policy, suite, dataclasses.replace(cfg, acting_prompt=style))
+    if args.run_dir:
+        episodes = load_trajectories([RunDir(args.run_dir).round_log(args.round)])
+        with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
+            for style in ACTING_PROMPTS:
+                rows[f"{style} + memory"] = played(policy, suite, dataclasses.replace(cfg, acting_prompt=style),
+                                                   memory, episodes)
+    for name, row in rows.items():
+        other = rows[name.replace("chat", "transcript")]
+        row["vs_transcript"] = None if row is other else {"gained_lost": gained_lost(other["wins"], row["wins"]),
+                                                          "p": paired_p(other["wins"], row["wins"])}
+    result = {"games": args.games, "split": "validation", "run_dir": str(args.run_dir or ""), "round": args.round,
+              "rows": rows}
+    write_atomic(args.out, json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+        return result
+    table = Table("format", "success", "steps/ep", "prompt tokens/move", "vs transcript: gained / lost", "p",
+                  title=f"Acting prompt formats on {args.games} validation games")
+    for name, row in rows.items():
+        versus = row["vs_transcript"]
+        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['prompt_tokens']:.0f}",
+                      "-" if versus is None else "{} / {}".format(*versus["gained_lost"]),
+                      "-" if versus is None else str(versus["p"]))
+    Console().print(table)
+    return result
+
+
+if __name__ == "__main__":
+    with one_line_errors():
+        main()
