@@ -52,6 +52,7 @@ def arm_rows(rows: list[dict], run_dir: Path) -> list[dict]:
             "memory_active": row["memory_active"], "memory_consolidated": row["memory_consolidated"],
             "memory_quarantined": row.get("memory_quarantined", 0),
             "validation_success": (row.get("validation") or {}).get("success_no_memory"),
+            "timings": row.get("timings"),
             "candidate": {"version": made["version"], "status": made["status"],
                           "validation_success": made["eval"]["after"]["success_no_memory"]} if made else None,
         })

@@ -134,6 +134,22 @@ def ood_lines(ood: dict) -> list[str]:
             f"(exact McNemar p = {ood['paired_p']}).", ""]
 
 
+PHASES = {"eval_s": "round 0's evaluations", "play_s": "play and reflection", "utility_s": "utility",
+          "teacher_eval_s": "the teacher's evaluation", "consolidate_s": "consolidation and the gate's evaluations"}
+
+
+def time_split(rounds: list[dict]) -> str:
+    """Where an arm's loop spent its time, from the rounds' timings (rows written before they were recorded
+    have none: then nothing is said)."""
+    spent: dict[str, float] = {}
+    for r in rounds:
+        for phase, seconds in (r.get("timings") or {}).items():
+            spent[phase] = spent.get(phase, 0.0) + seconds
+    if not spent:
+        return ""
+    return ": " + ", ".join(f"{PHASES.get(phase, phase)} {seconds / 60:.1f} min" for phase, seconds in spent.items())
+
+
 def markdown(result: dict, png: Path, docs: Path) -> str:
     lines = [SECTION[0], "", "## Learning benchmark (`bench/learning.py`)", "",
              f"Command: `{result['command']}`  ",
@@ -155,7 +171,7 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
                 f"({r['candidate']['status']})" for r in arm["rounds"] if r.get("candidate")]
         lines += ["", f"New checkpoints, validation success without memory (what the gate read): "
                       f"{', '.join(made) or 'none'}.  ",
-                  f"Run directory `{arm['run_dir']}`, {arm['wall_s'] / 60:.0f} min.", ""]
+                  f"Run directory `{arm['run_dir']}`, {arm['wall_s'] / 60:.0f} min{time_split(arm['rounds'])}.", ""]
     ood = result["ood"]
     if ood is None:
         lines += ["### Out of distribution", "", "Not run in this invocation (`--skip ood`).", ""]

@@ -214,28 +214,35 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
         if not rows:
             console.print(f"[bold]round 0[/]: evaluating {policy.name} on {len(suites.validation)} validation "
                           f"and {len(suites.test)} test games")
-            validation = summary(evaluate(policy, suites.validation, cfg, desc="eval round 0 (validation)"))
-            test = summary(evaluate(policy, suites.test, cfg, desc="eval round 0 (test)"))
-            rows.append(append_row(run_dir, 0, policy.name, test, memory, "-", validation=validation))
+            timings: dict[str, float] = {}
+            with timed(timings, "eval_s"):
+                validation = summary(evaluate(policy, suites.validation, cfg, desc="eval round 0 (validation)"))
+                test = summary(evaluate(policy, suites.test, cfg, desc="eval round 0 (test)"))
+            rows.append(append_row(run_dir, 0, policy.name, test, memory, "-", validation=validation, timings=timings))
         for r in range(len(rows), cfg.rounds + 1):
-            episodes = play_round(cfg, run_dir, policy, memory, suites.train[r], r, console)
+            timings = {}
+            with timed(timings, "play_s"):  # reflection included: it runs as each game ends
+                episodes = play_round(cfg, run_dir, policy, memory, suites.train[r], r, console)
             if workers := workers_episodes(run_dir, r):  # played elsewhere for this round: they count too
                 console.print(f"  with {len(workers)} episodes that workers logged for round {r}")
                 episodes += workers
             console.print(f"  train: won {sum(e['won'] for e in episodes)}/{len(episodes)}; "
                           f"memory holds {memory.count('active')} active items "
                           f"({memory.count('quarantined')} quarantined)")
-            measure_utilities(policy, memory, logged_episodes(run_dir), cfg, desc=f"utility round {r}")
-            in_context = teacher_eval(cfg, run_dir, policy, memory, episodes, suites.test, r) if cfg.eval_in_context else {}
+            with timed(timings, "utility_s"):
+                measure_utilities(policy, memory, logged_episodes(run_dir), cfg, desc=f"utility round {r}")
+            with timed(timings, "teacher_eval_s"):
+                in_context = teacher_eval(cfg, run_dir, policy, memory, episodes, suites.test, r) if cfg.eval_in_context else {}
             done = [m for m in registry.manifests() if m.get("round") == r]
             candidate = None
             if done:
                 manifest = done[-1]
                 console.print(f"  {manifest['version']} was already trained and gated this round: {manifest['status']}")
             else:
-                records, knowledge_ids = build_dataset(episodes, memory, cfg)
-                manifest, candidate = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
-                                                  current_eval(registry, rows), suites, r, console)
+                with timed(timings, "consolidate_s"):  # the dataset, training and the gate's evaluations
+                    records, knowledge_ids = build_dataset(episodes, memory, cfg)
+                    manifest, candidate = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
+                                                      current_eval(registry, rows), suites, r, console)
             if manifest and manifest["status"] == "promoted":
                 prune_absorbed(registry, memory, manifest["version"])
                 current = manifest["version"]
@@ -244,7 +251,7 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
             else:
                 gate = f"rejected {manifest['version']}" if manifest else "skipped: no knowledge"
             rows.append(append_row(run_dir, r, policy.name, current_eval(registry, rows, "test"), memory, gate,
-                                   in_context, validation=current_eval(registry, rows)))
+                                   in_context, validation=current_eval(registry, rows), timings=timings))
     console.print(rounds_table(rows))
     png = plot_rounds(rows, RunDir(run_dir).learning_curve)
     console.print(f"learning curve: {png}\nrun directory: {run_dir}")
@@ -405,15 +412,28 @@ def summary(evaluation: Evaluation) -> dict:
             "wins": evaluation["wins"]}
 
 
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall time, in seconds, to `timings[name]` (a round's row says where its time went)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
+
+
 def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory: Memory, gate: str,
-               in_context: dict | None = None, validation: dict | None = None) -> dict:
-    """Record round r: the policy in force on the test games (`evaluation`), and on the validation games."""
+               in_context: dict | None = None, validation: dict | None = None,
+               timings: dict[str, float] | None = None) -> dict:
+    """Record round r: the policy in force on the test games (`evaluation`), and on the validation games.
+    `timings`: this process's wall seconds per phase of the round (a resumed round counts only what it redid)."""
     # `wins` is optional: rows and manifests written before it was recorded lack it.
     row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS},
            **({"wins": evaluation["wins"]} if "wins" in evaluation else {}), **(in_context or {}),
            "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"),
            "memory_quarantined": memory.count("quarantined"), "gate": gate,
-           **({"validation": validation} if validation is not None else {})}
+           **({"validation": validation} if validation is not None else {}),
+           **({"timings": timings} if timings else {})}
     path = RunDir(run_dir).rounds
     with open_append(path) as f:
         f.write(json.dumps(row) + "\n")
