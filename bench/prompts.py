@@ -6,9 +6,10 @@ The format changes what the model sees, so before it becomes the default its eff
 the validation games (never on the test games, which nothing is decided on). The base model plays the same
 games with the same sampling seeds in each format, without memory; with `--run-dir`, also as the teacher
 with that round's memory in its prompt (a copy of it, as `bench/teacher.py` reads it), since the teacher's
-play bounds what consolidation teaches. Each row gives success with its Wilson 95% interval, steps and the
-mean acting prompt's length in tokens, and `chat` is paired against `transcript` game by game (exact
-McNemar p). Writes --out (JSON). The speed side (tokens the turn cache reuses) is `bench/rollout.py`'s.
+play bounds what consolidation teaches. Each row gives success with its Wilson 95% interval, steps, the
+mean acting prompt's length in tokens and how many of them the turn cache did not cover (encoded afresh),
+and `chat` is paired against `transcript` game by game (exact McNemar p). Writes --out (JSON). Speed
+itself is `bench/rollout.py`'s (`--acting-prompt`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def played(policy, suite, cfg: OELConfig, memory=None, episodes=()) -> dict:
     sources = teacher_sources("memory" if memory else "none", memory, list(episodes), cfg)
     e = evaluate(policy, suite, cfg, **sources, desc=f"{cfg.acting_prompt}{' + memory' if memory else ''}")
     moves = sum(x["steps"] for x in e["episodes"])
-    return {**summary(e), "prompt_tokens": round(sum(policy.prompt_tokens.values()) / max(1, moves), 1)}
+    return {**summary(e), "prompt_tokens": round(sum(policy.prompt_tokens.values()) / max(1, moves), 1),
+            "encoded_tokens": round(policy.prompt_tokens["encoded"] / max(1, moves), 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -78,11 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(result))
         return result
-    table = Table("format", "success", "steps/ep", "prompt tokens/move", "vs transcript: gained / lost", "p",
-                  title=f"Acting prompt formats on {args.games} validation games")
+    table = Table("format", "success", "steps/ep", "prompt tokens/move", "encoded/move", "vs transcript: gained / lost",
+                  "p", title=f"Acting prompt formats on {args.games} validation games")
     for name, row in rows.items():
         versus = row["vs_transcript"]
         table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['prompt_tokens']:.0f}",
+                      f"{row['encoded_tokens']:.0f}" if "encoded_tokens" in row else "-",
                       "-" if versus is None else "{} / {}".format(*versus["gained_lost"]),
                       "-" if versus is None else str(versus["p"]))
     Console().print(table)
