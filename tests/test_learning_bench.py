@@ -150,6 +150,15 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     with pytest.raises(OELError, match="round 2"):
         teacher.main([*args, "--round", "2"])
 
+    # The acting prompt formats on validation games, alone and with the round's memory, paired.
+    import bench.prompts as prompts
+
+    formats = prompts.main(["--run-dir", str(run_dir), "--games", "2", "--out", str(tmp_path / "p.json")])["rows"]
+    assert list(formats) == ["chat", "transcript", "chat + memory", "transcript + memory"]
+    assert formats["transcript"]["vs_transcript"] is None and sum(formats["chat"]["vs_transcript"]["gained_lost"]) <= 2
+    assert formats["chat + memory"]["prompt_tokens"] > formats["chat"]["prompt_tokens"]  # the memory is in the prompt
+    assert all(0 < row["encoded_tokens"] <= row["prompt_tokens"] for row in formats.values())
+
     # Every checkpoint on more test games, promoted or not, paired with the base model.
     import bench.arms
     import bench.candidates as candidates
