@@ -23,11 +23,11 @@ turns, once a game is 2*HISTORY_TURNS turns long) the prompt is encoded afresh: 
 Two formats (`OELConfig.acting_prompt`):
 - `chat`: the episode as a multi-turn chat. The first user message is the situation (objective, what the
   agent sees, the valid commands); each command is an assistant turn; each feedback with the commands then
-  valid is a user turn. A prompt only grows between moves (but when the window moves), so the cache covers
-  everything but the newest turn.
+  valid is a user turn. Between window moves a prompt only grows, so the cache covers everything but the
+  newest turn.
 - `transcript`: one user message holding the objective, the earlier turns as a transcript and the current
   valid commands. The valid-commands line at its end changes every move, so the tokens after the previous
-  transcript are encoded again (measured: BENCHMARKS.md)."""
+  transcript are encoded again. The default: the embedded model plays better with it (docs/RESULTS.md)."""
 
 ACTING_PROMPTS = ("chat", "transcript")
 
