@@ -36,7 +36,7 @@ def test_one_real_round_from_the_cli(tmp_path):
     # Each row says where its round's time went.
     assert set(rows[0]["timings"]) == {"eval_s"}
     assert {"play_s", "utility_s", "teacher_eval_s", "consolidate_s"} <= set(rows[1]["timings"])
-    assert rows[1]["timings"]["play_s"] > 0 and rows[1]["timings"]["consolidate_s"] > 0
+    assert rows[1]["timings"]["play_s"] > 0
     assert (run_dir / "reports" / "learning_curve.png").stat().st_size > 1000
 
     games = json.loads((run_dir / "games.json").read_text())

@@ -188,6 +188,7 @@ def browser_or_skip():
 
 @pytest.mark.slow
 def test_the_page_in_a_real_browser(run, tmp_path):
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
     browser = browser_or_skip()
@@ -197,8 +198,12 @@ def test_the_page_in_a_real_browser(run, tmp_path):
     try:
         assert f"http://127.0.0.1:{port}/" in server.stdout.readline()  # bound to this machine only
         deadline = time.time() + 60
-        while True:
-            browser.get(f"http://127.0.0.1:{port}/memory?status=all")
+        while True:  # the URL is printed before the server listens: a busy machine can refuse the first tries
+            try:
+                browser.get(f"http://127.0.0.1:{port}/memory?status=all")
+            except WebDriverException:
+                if time.time() > deadline:
+                    raise
             if browser.find_elements(By.ID, "items") or time.time() > deadline:
                 break
             time.sleep(0.5)
