@@ -13,6 +13,10 @@ SYSTEM_PROMPT = "You are playing a text adventure game. Read the situation and r
 
 KNOWLEDGE_HEADER = "Experience you learned from earlier games (it may be incomplete):"
 
+KNOWLEDGE_TEMPLATE = "{privileged_context}\n\n{prompt}"
+"""Where knowledge goes in the last user message: before the situation. In the form of TRL SDFT's
+`teacher_prompt_template`, so acting with memory, the consolidation teacher and TRL compose it alike."""
+
 HISTORY_TURNS = 4
 """Earlier turns shown in the prompt: at least this many (when there are), at most twice as many minus one.
 Bounds the prompt length, and so the prefill cost on CPU. The window moves in blocks of this size rather
@@ -28,8 +32,6 @@ Two formats (`OELConfig.acting_prompt`):
 - `transcript`: one user message holding the objective, the earlier turns as a transcript and the current
   valid commands. The valid-commands line at its end changes every move, so the tokens after the previous
   transcript are encoded again. The default: the embedded model plays better with it (docs/RESULTS.md)."""
-
-ACTING_PROMPTS = ("chat", "transcript")
 
 
 def knowledge_block(items: list[str]) -> str:
@@ -100,7 +102,8 @@ def with_knowledge(messages: list[dict], knowledge: list[str]) -> list[dict]:
     block = knowledge_block(list(knowledge))
     if not block:
         return messages
-    return messages[:-1] + [{**messages[-1], "content": f"{block}\n\n{messages[-1]['content']}"}]
+    content = KNOWLEDGE_TEMPLATE.format(privileged_context=block, prompt=messages[-1]["content"])
+    return messages[:-1] + [{**messages[-1], "content": content}]
 
 
 def retrieval_query(messages: list[dict]) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Callable, Literal
 
 from agent.envs import Env
 from agent.policy import Policy
-from oel.config import OELConfig
+from oel.config import ActingPrompt, OELConfig
 from oel.errors import OELError
 from oel.records import Turn
 
@@ -84,7 +84,7 @@ class Context:
     temperature: float = OELConfig.temperature
     greedy: bool = OELConfig.greedy
     max_new_tokens: int = OELConfig.max_new_tokens
-    acting_prompt: Literal["chat", "transcript"] = OELConfig.acting_prompt
+    acting_prompt: ActingPrompt = OELConfig.acting_prompt
     """The acting prompt's format (`agent.prompts.prompt_messages`)."""
     thinking: bool = OELConfig.thinking
     """Generate mode: let a model whose chat template supports it think before it answers."""

@@ -25,12 +25,11 @@ from rich.table import Table
 
 from agent.games import make_suite, split_specs
 from agent.policy import Policy
-from agent.prompts import ACTING_PROMPTS
 from bench.common import pct, summary
 from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, teacher_sources
-from oel.config import OELConfig
+from oel.config import ACTING_PROMPTS, OELConfig
 from oel.errors import OELError, one_line_errors
 from oel.files import write_atomic
 from oel.rundir import RunDir
@@ -58,6 +57,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.games < 1:
         raise OELError("--games must be a positive integer")
     cfg = OELConfig.from_file(RunDir(args.run_dir).config) if args.run_dir else OELConfig()
+    log = RunDir(args.run_dir).round_log(args.round) if args.run_dir else None
+    if log and not log.is_file():  # checked before anything is played
+        raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
     specs = split_specs(cfg.challenges, args.games, cfg.seed, "validation")
     suite = list(zip(make_suite(specs, desc="validation games"), [s.env_family for s in specs]))
     policy = Policy.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     for style in ACTING_PROMPTS:
         rows[style] = played(policy, suite, dataclasses.replace(cfg, acting_prompt=style))
     if args.run_dir:
-        episodes = load_trajectories([RunDir(args.run_dir).round_log(args.round)])
+        episodes = load_trajectories([log])
         with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
             for style in ACTING_PROMPTS:
                 rows[f"{style} + memory"] = played(policy, suite, dataclasses.replace(cfg, acting_prompt=style),
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, row in rows.items():
         versus = row["vs_transcript"]
         table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['prompt_tokens']:.0f}",
-                      f"{row['encoded_tokens']:.0f}" if "encoded_tokens" in row else "-",
+                      f"{row['encoded_tokens']:.0f}",
                       "-" if versus is None else "{} / {}".format(*versus["gained_lost"]),
                       "-" if versus is None else str(versus["p"]))
     Console().print(table)

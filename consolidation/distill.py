@@ -22,11 +22,12 @@ from pathlib import Path
 from oel.progress import progress
 from transformers import PrinterCallback, TrainerCallback
 
+from agent.prompts import KNOWLEDGE_TEMPLATE
 from agent.templates import template_switches
 from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
 from oel.config import OELConfig
 
-TEACHER_TEMPLATE = "{privileged_context}\n\n{prompt}"
+TEACHER_TEMPLATE = KNOWLEDGE_TEMPLATE
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 

