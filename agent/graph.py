@@ -15,7 +15,7 @@ import torch
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agent.prompts import ground_command, prompt_messages, retrieval_query, strip_thinking, with_knowledge
+from agent.prompts import ground_response, prompt_messages, retrieval_query, with_knowledge
 from agent.state import Context, Episode, EpisodeStart, State
 from oel.errors import OELError
 
@@ -51,7 +51,7 @@ def act(state: State, runtime: Runtime[Context]) -> dict:
         else:
             [(output, tokens)] = ctx.policy.generate([ctx.policy.render(messages, thinking=ctx.thinking)],
                                                      ctx.max_new_tokens, ctx.temperature, ctx.greedy)
-        action, valid = ground_command(strip_thinking(output), state.admissible)
+        action, valid = ground_response(output, state.admissible)
     # admissible is logged because choose-mode consolidation scores these commands again.
     pending = {"prefix": messages, "output": output, "action": action, "valid": valid, "tokens": tokens,
                "admissible": list(state.admissible)}

@@ -148,3 +148,9 @@ def ground_command(response: str, admissible: list[str]) -> tuple[str, bool]:
     if inside:
         return max(inside, key=len), True
     return text or "look", False
+
+
+def ground_response(output: str, admissible: list[str]) -> tuple[str, bool]:
+    """A model's raw response as acting grounds it: the answer after any thinking, mapped to a command.
+    Consolidation counts its student's samples with the same rule, so "valid" means one thing."""
+    return ground_command(strip_thinking(output), admissible)

@@ -46,6 +46,7 @@ def arm_rows(rows: list[dict], run_dir: Path) -> list[dict]:
             "round": row["round"], "policy": row["policy"], "gate": row["gate"], "wins": row.get("wins"),
             "success_no_memory": row["success_no_memory"], "success_in_context": teacher,
             "tokens_per_episode": row["tokens_per_episode"], "steps": row["steps"], "n_games": n,
+            "invalid_per_episode": row.get("invalid_per_episode"),
             "ci95": wilson(row["success_no_memory"] * n, n),
             "ci95_in_context": wilson(teacher * n, n) if teacher is not None else None,
             "steps_in_context": row.get("in_context_steps"),

@@ -75,7 +75,8 @@ def summary(e: dict) -> dict:
     """What the bench keeps of an evaluation (`consolidation.evaluate.evaluate`): success with its Wilson
     interval, costs, and the per-game outcomes for paired tests."""
     return {"success": e["success"], "n_games": e["n_games"], "ci95": wilson(e["success"] * e["n_games"], e["n_games"]),
-            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"]}
+            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"],
+            "invalid_per_episode": e["invalid_per_episode"]}
 
 
 def pct(x: float | None, ci: list[float] | None = None) -> str:

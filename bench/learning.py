@@ -76,7 +76,21 @@ def targets(main: list[dict], ood: dict | None, action_mode: str, recheck: dict,
         f"{cost_key}_ratio_recheck": {"value": recheck_ratio, "target": "<= 0.6",
                                       "met": recheck_ratio is not None and recheck_ratio <= 0.6},
         **(frozenlake_targets(lake) if lake else {}),
+        **(generate_targets(recheck) if action_mode == "generate" else {}),
     }
+
+
+def generate_targets(recheck: dict) -> dict:
+    """Issue 19's, on the recheck's test games: invalid responses and generated tokens per episode fall to
+    half and 0.7 of round 0's, and success without memory rises 10 points."""
+    before, after = recheck["round0"], recheck["final"]
+    invalid = (round(after["invalid_per_episode"] / before["invalid_per_episode"], 3)
+               if before.get("invalid_per_episode") and after.get("invalid_per_episode") is not None else None)
+    tokens = round(after["tokens_per_episode"] / before["tokens_per_episode"], 3) if before["tokens_per_episode"] else None
+    return {"generate_invalid_ratio": {"value": invalid, "target": "<= 0.5", "met": invalid is not None and invalid <= 0.5},
+            "generate_gain_points": {"value": recheck["change_points"], "target": ">= 10",
+                                     "met": recheck["change_points"] >= 10, "paired_p": recheck["paired_p"]},
+            "generate_tokens_ratio": {"value": tokens, "target": "<= 0.7", "met": tokens is not None and tokens <= 0.7}}
 
 
 def frozenlake_targets(rows: list[dict]) -> dict:
@@ -159,13 +173,18 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
              "with Wilson 95% intervals in brackets. "
              f"The teacher is the same policy with `teacher_context = {result['config']['textworld']['teacher_context']}` "
              "in its prompt (the baselines change it).", ""]
+    generate = result["config"]["textworld"]["action_mode"] == "generate"  # then invalid responses count
     for name, arm in result["arms"].items():
         lines += [f"### {name}", "", "| round | policy | success, no memory | teacher (experience in prompt) | steps/ep |"
-                  " tokens/ep | memory active / consolidated / quarantined | gate |", "|---|---|---|---|---|---|---|---|"]
+                  f" tokens/ep |{' invalid/ep |' * generate} memory active / consolidated / quarantined | gate |",
+                  "|---|---|---|---|---|---|" + "---|" * generate + "---|---|"]
         for r in arm["rounds"]:
+            invalid = r.get("invalid_per_episode")
             lines.append(f"| {r['round']} | {r['policy']} | {pct(r['success_no_memory'], r['ci95'])} | "
                          f"{pct(r['success_in_context'], r['ci95_in_context'])} | {r['steps']:.1f} | "
-                         f"{r['tokens_per_episode']:.1f} | {r['memory_active']} / {r['memory_consolidated']} / "
+                         f"{r['tokens_per_episode']:.1f} | "
+                         + (f"{invalid:.1f} | " if generate and invalid is not None else "- | " if generate else "")
+                         + f"{r['memory_active']} / {r['memory_consolidated']} / "
                          f"{r.get('memory_quarantined', 0)} | {r['gate']} |")
         made = [f"{r['candidate']['version']} {pct(r['candidate'].get('validation_success', r['candidate'].get('success_no_memory')))} "
                 f"({r['candidate']['status']})" for r in arm["rounds"] if r.get("candidate")]
@@ -184,7 +203,11 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
               f"first, then new test seeds): {pct(recheck['round0']['success'], recheck['round0']['ci95'])} -> "
               f"{pct(recheck['final']['success'], recheck['final']['ci95'])}, {recheck['change_points']:+} points "
               f"(exact McNemar p = {recheck['paired_p']}); steps per episode {recheck['round0']['steps']:.1f} -> "
-              f"{recheck['final']['steps']:.1f}.", ""]
+              f"{recheck['final']['steps']:.1f}; generated tokens per episode {recheck['round0']['tokens_per_episode']:.1f} -> "
+              f"{recheck['final']['tokens_per_episode']:.1f}"
+              + (f"; invalid responses per episode {recheck['round0']['invalid_per_episode']:.1f} -> "
+                 f"{recheck['final']['invalid_per_episode']:.1f}" if generate and "invalid_per_episode" in recheck["final"]
+                 and "invalid_per_episode" in recheck["round0"] else "") + ".", ""]
     lines += ["### Baselines", "", "| baseline | round | success, no memory | in context | gate |", "|---|---|---|---|---|"]
     for name, base in result["baselines"].items():
         if "rounds" not in base:

@@ -6,7 +6,11 @@ Three trainers, all writing a PEFT LoRA adapter:
   is the same model with the adapter disabled (`teacher_model_kind="base"`, i.e. frozen pi_r) and sees the
   knowledge before the situation (`teacher_prompt_template`); the loss is reverse KL(student || teacher)
   on the student's top-k tokens (`distillation_alpha=1.0`, `distillation_mode="topk_logits"`, k=256),
-  averaged over tokens; one optimiser step per batch of fresh samples (`num_generations=1`).
+  averaged over tokens; one optimiser step per batch of fresh samples (`num_generations=1`). The student
+  samples without top-p/top-k truncation by default, as the method does (`distill_top_p`, `distill_top_k`).
+  TRL renormalises the top-k distributions before the KL (`distillation_add_tail=False`); what that changes
+  here is measured in docs/RESULTS.md ("Generate mode"). `GroundedSDFTTrainer` adds the fraction of samples
+  that ground to a command to TRL's per-step log (KL, response length).
 - **choices** (on-policy, choose mode): `ChoiceDistillTrainer`, reverse KL over the admissible commands.
 - **sft** (off-policy baseline): TRL's `SFTTrainer` on responses the teacher sampled with the knowledge
   in context (in choose mode: the command the teacher picked).
@@ -81,16 +85,19 @@ def training_settings(policy, cfg: OELConfig, output_dir: Path) -> tuple[dict, o
 
 def _sdft_trainer(policy, rows, cfg, common, lora):
     from datasets import Dataset
-    from trl.experimental.sdft import SDFTConfig, SDFTTrainer
+    from trl.experimental.sdft import SDFTConfig
+
+    from consolidation.sdft_trainer import GroundedSDFTTrainer
 
     args = SDFTConfig(**common, num_generations=1, max_completion_length=cfg.distill_max_new_tokens,
-                      temperature=cfg.distill_temperature, top_p=0.8, top_k=20, distillation_alpha=1.0,
+                      temperature=cfg.distill_temperature, top_p=cfg.distill_top_p, top_k=cfg.distill_top_k,
+                      distillation_alpha=1.0,
                       distillation_mode="topk_logits", distillation_topk=cfg.distill_topk,
                       teacher_model_kind="base", teacher_prompt_template=TEACHER_TEMPLATE,
                       # rendered as acting renders it (generate mode thinks when cfg.thinking says so)
                       chat_template_kwargs=template_switches(policy.tokenizer, cfg.thinking, policy.name))
-    data = Dataset.from_list([{"prompt": r["prompt"], "privileged_context": r["privileged_context"]} for r in rows])
-    return SDFTTrainer(model=policy.model, args=args, train_dataset=data, processing_class=policy.tokenizer,
+    data = Dataset.from_list([{key: r[key] for key in ("prompt", "privileged_context", "candidates")} for r in rows])
+    return GroundedSDFTTrainer(model=policy.model, args=args, train_dataset=data, processing_class=policy.tokenizer,
                        peft_config=lora)
 
 

@@ -58,6 +58,8 @@ from oel.records import Evaluation, LoggedEpisode
 from oel.rundir import RunDir
 
 EVAL_KEYS = ("success_no_memory", "ci95", "steps", "tokens_per_episode", "n_games")
+LATER_KEYS = ("wins", "invalid_per_episode")
+"""Also kept of an evaluation, but absent from rows and manifests written before they were recorded."""
 
 
 def check_run_dir(cfg: OELConfig, run_dir: Path) -> None:
@@ -330,7 +332,7 @@ def teacher_eval(cfg: OELConfig, run_dir: Path, policy: Policy, memory: Memory, 
                       desc=f"eval teacher {r}")
     row = {"success_in_context": result["success"], "in_context_ci95": result["ci95"],
            "in_context_steps": result["steps"], "in_context_tokens_per_episode": result["tokens_per_episode"],
-           "in_context_wins": result["wins"]}
+           "in_context_wins": result["wins"], "in_context_invalid_per_episode": result["invalid_per_episode"]}
     with open_append(path) as f:
         f.write(json.dumps({"round": r, **row}) + "\n")
     return row
@@ -347,7 +349,7 @@ def current_eval(registry: Registry, rows: list[dict], split: str = "validation"
         return None
     if split == "validation" and "validation" in rows[0]:
         return rows[0]["validation"]
-    return {k: rows[0][k] for k in (*EVAL_KEYS, "wins") if k in rows[0]}
+    return {k: rows[0][k] for k in (*EVAL_KEYS, *LATER_KEYS) if k in rows[0]}
 
 
 def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list[dict], knowledge_ids: list[str],
@@ -409,7 +411,7 @@ def summary(evaluation: Evaluation) -> dict:
     outcome (1/0) in the suite's order, so two policies can be compared game by game (a paired test)."""
     return {"success_no_memory": evaluation["success"], "ci95": evaluation["ci95"], "steps": evaluation["steps"],
             "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"],
-            "wins": evaluation["wins"]}
+            "wins": evaluation["wins"], "invalid_per_episode": evaluation["invalid_per_episode"]}
 
 
 @contextmanager
@@ -427,9 +429,8 @@ def append_row(run_dir: Path, r: int, policy_name: str, evaluation: dict, memory
                timings: dict[str, float] | None = None) -> dict:
     """Record round r: the policy in force on the test games (`evaluation`), and on the validation games.
     `timings`: this process's wall seconds per phase of the round (a resumed round counts only what it redid)."""
-    # `wins` is optional: rows and manifests written before it was recorded lack it.
     row = {"round": r, "policy": policy_name, **{k: evaluation[k] for k in EVAL_KEYS},
-           **({"wins": evaluation["wins"]} if "wins" in evaluation else {}), **(in_context or {}),
+           **{k: evaluation[k] for k in LATER_KEYS if k in evaluation}, **(in_context or {}),
            "memory_active": memory.count("active"), "memory_consolidated": memory.count("consolidated"),
            "memory_quarantined": memory.count("quarantined"), "gate": gate,
            **({"validation": validation} if validation is not None else {}),

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from consolidation.checkpoints import Registry
 from oel.jsonl import read_jsonl
 from oel.rundir import RunDir
 from oel.stats import interval
@@ -106,13 +107,57 @@ def plot_rounds(rows: list[dict], path: Path) -> Path:
     return path
 
 
+TRAINING_METRICS = [("loss", "loss"), ("completions/mean_length", "response tokens"),
+                    ("completions/valid_fraction", "samples that are commands")]
+"""What a consolidation's per-step training log shows (`consolidation.distill`): the loss (the reverse
+KL(student || teacher) for `choices` and `tokens`, cross-entropy for `sft`); in generate mode also the
+student's mean sampled response length and the fraction of its samples that ground to a command."""
+
+
+def training_trend(log: list[dict], key: str) -> tuple[float, float] | None:
+    """The metric's mean over the first and over the last quarter of the steps (one step is noisy: a
+    batch holds a few prefixes), or None if the log never recorded it."""
+    values = [row[key] for row in log if "step" in row and isinstance(row.get(key), (int, float))]
+    if not values:
+        return None
+    quarter = max(1, len(values) // 4)
+    return sum(values[:quarter]) / quarter, sum(values[-quarter:]) / quarter
+
+
+def training_table(manifests: list[dict]) -> Table | None:
+    """One row per consolidation: its method, steps, and each metric's start -> end; None if no manifest
+    holds a training log."""
+    rows = [m for m in manifests if (m.get("training") or {}).get("log")]
+    if not rows:
+        return None
+    shown = [(key, title) for key, title in TRAINING_METRICS
+             if any(training_trend(m["training"]["log"], key) for m in rows)]
+    table = Table(title="Consolidations (start -> end: means over the first and last quarter of the steps; "
+                        "the loss is the reverse KL, or cross-entropy for sft)")
+    for title in ("checkpoint", "status", "method", "steps", *(t for _, t in shown)):
+        table.add_column(title, justify="right")
+    for m in rows:
+        log = m["training"]["log"]
+        cells = []
+        for key, _ in shown:
+            trend = training_trend(log, key)
+            fmt = "{:.0%}" if key.endswith("fraction") else "{:.3g}"
+            cells.append(f"{fmt.format(trend[0])} -> {fmt.format(trend[1])}" if trend else "-")
+        table.add_row(m["version"], m["status"], m["training"].get("method", "?"),
+                      str(sum(1 for row in log if "loss" in row)), *cells)
+    return table
+
+
 def print_report(run_dir: Path, console: Console | None = None) -> Path | None:
-    """Print the table and write the PNG; None (and nothing printed: the caller says why) with no rounds."""
+    """Print the tables and write the PNG; None (and nothing printed: the caller says why) with no rounds."""
     console = console or Console()
     rows = read_rounds(run_dir)
     if not rows:
         return None
     console.print(rounds_table(rows))
+    checkpoints = RunDir(run_dir).checkpoints
+    if checkpoints.is_dir() and (training := training_table(Registry(checkpoints).manifests())) is not None:
+        console.print(training)
     png = RunDir(run_dir).learning_curve
     try:
         plot_rounds(rows, png)

@@ -137,6 +137,10 @@ class OELConfig:
     """Length cap of the student's sampled responses during consolidation."""
     distill_temperature: float = 0.7
     """Sampling temperature of the student during consolidation (paper: 0.7)."""
+    distill_top_p: float = 1.0
+    distill_top_k: int = 0
+    """Truncation of the student's samples during consolidation (generate mode). The method samples the
+    student from its whole distribution (1.0 and 0: none); acting may truncate, consolidation does not."""
     distill_objective: Literal["auto", "tokens", "choices"] = "auto"
     """`tokens`: reverse KL on the student's own sampled responses (TRL SDFT). `choices`: reverse KL over the
     admissible commands. `auto` picks `choices` in choose mode and `tokens` in generate mode."""
@@ -169,6 +173,10 @@ class OELConfig:
         for name in ("temperature", "distill_temperature", "learning_rate"):
             if getattr(self, name) <= 0:
                 raise OELError(f"config: {name} must be a positive number, got {getattr(self, name)!r}")
+        if not 0 < self.distill_top_p <= 1:
+            raise OELError(f"config: distill_top_p must be in (0, 1], got {self.distill_top_p!r}")
+        if self.distill_top_k < 0:
+            raise OELError(f"config: distill_top_k must be an integer >= 0 (0: no top-k), got {self.distill_top_k!r}")
         if not 0 <= self.merge_distance < 2:
             raise OELError(f"config: merge_distance must be in [0, 2), got {self.merge_distance!r}")
         if self.utility_prefixes < 0:

@@ -99,3 +99,23 @@ def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_togethe
     trainer.compute_loss(model, rows[:2])  # a later step with records already seen: nothing rescored
     assert len(cached) == 3 and trainer.teacher_cache.keys() == cached.keys()
     assert all(trainer.teacher_cache[k] is cached[k] for k in cached)
+
+
+def test_sdft_log_counts_the_student_samples_that_ground_to_a_command(tiny_model_dir, tmp_path):
+    """`completions/valid_fraction` grounds each sample against its own prefix's commands, as acting does:
+    here one sample is a command of its prefix and one is not, whatever the tiny model would have written."""
+    from consolidation.distill import make_trainer
+
+    policy = Policy.load(str(tiny_model_dir))
+    records = [{"prompt": acting_messages(f"Now: room {i}.\nValid commands: go east, look\nYour command:"),
+                "privileged_context": knowledge_block(["Go east."]), "candidates": candidates}
+               for i, candidates in enumerate([["go east", "look"], ["open door"]])]
+    cfg = OELConfig(model=str(tiny_model_dir), distill_steps=1, distill_batch_size=2, distill_max_new_tokens=8,
+                    distill_topk=16, distill_objective="tokens")
+    trainer, method = make_trainer(policy, records, cfg, tmp_path)
+    assert method == "tokens" and (trainer.args.top_p, trainer.args.top_k) == (1.0, 0)  # the method: no truncation
+    written = [policy.tokenizer.encode(text, add_special_tokens=False) for text in ("Go east.", "take the key")]
+    trainer._generate = lambda prompt_ids: (prompt_ids, written)  # what the student "sampled"
+    trainer._prepare_training_batch([dict(r) for r in records])
+    assert trainer._metrics["train"]["completions/valid_fraction"] == [0.5]
+    assert trainer._metrics["train"]["completions/mean_length"] == [sum(map(len, written)) / 2]

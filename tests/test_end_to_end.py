@@ -33,6 +33,7 @@ def test_one_real_round_from_the_cli(tmp_path):
     assert [r["round"] for r in rows] == [0, 1]
     for row in rows:
         assert 0 <= row["success_no_memory"] <= 1 and row["n_games"] == 2 and row["steps"] > 0
+        assert row["invalid_per_episode"] == 0  # choose mode acts with admissible commands only
     # Each row says where its round's time went.
     assert set(rows[0]["timings"]) == {"eval_s"}
     assert {"play_s", "utility_s", "teacher_eval_s", "consolidate_s"} <= set(rows[1]["timings"])
@@ -73,6 +74,12 @@ def test_one_real_round_from_the_cli(tmp_path):
         assert m["knowledge_ids"] and m["eval"]["before"] and m["eval"]["after"] and m["config"]["rounds"] == 1
         assert (run_dir / "checkpoints" / "v1" / "adapter_model.safetensors").is_file()
         assert m["training"]["method"] == "tokens" and any("loss" in row for row in m["training"]["log"])
+        # Each step logs what generate-mode consolidation is judged by: KL, response length, commands.
+        steps = [row for row in m["training"]["log"] if "loss" in row]
+        assert len(steps) == 2 and all(0 <= row["completions/valid_fraction"] <= 1 and
+                                       row["completions/mean_length"] > 0 for row in steps)
+        report = subprocess.run([OEL, "report", "--run-dir", str(run_dir)], capture_output=True, text=True, check=True)
+        assert "Consolidations" in report.stdout and "samples that are commands" in report.stdout
         consolidated = {i["id"] for i in items if i["status"] == "consolidated"}
         assert consolidated == (set(m["knowledge_ids"]) if m["status"] == "promoted" else set())
         if m["status"] == "promoted":

@@ -1,0 +1,32 @@
+"""Generate-mode consolidation: TRL's SDFT trainer, plus one figure per step that TRL cannot know.
+
+TRL already logs, per optimiser step, the reverse KL(student || teacher) (`self_distillation/distillation_loss`,
+which is the KL itself at `distillation_alpha=1.0`) and the student's mean response length
+(`completions/mean_length`, in tokens). What it cannot know is whether a sampled response would have been a
+move in the game: that needs the prefix's admissible commands. `completions/valid_fraction` is the fraction of
+the student's samples that ground to an admissible command by the rule acting uses (`ground_response`), so
+the training log shows the student learning the form of a command, or not.
+"""
+
+from __future__ import annotations
+
+from trl.experimental.sdft import SDFTTrainer
+
+from agent.prompts import ground_response
+
+VALID_FRACTION = "completions/valid_fraction"
+
+
+class GroundedSDFTTrainer(SDFTTrainer):
+    def _set_signature_columns_if_needed(self):
+        # The dataset's `candidates` column must reach `_prepare_training_batch` (TRL keeps only its own two).
+        if self._signature_columns is None:
+            self._signature_columns = ["prompt", "privileged_context", "candidates"]
+
+    def _prepare_training_batch(self, inputs: list[dict]):
+        batch = super()._prepare_training_batch(inputs)
+        responses = self.processing_class.batch_decode(self._get_completion_ids_list(batch), skip_special_tokens=True)
+        valid = [ground_response(text, row["candidates"])[1] for text, row in zip(responses, inputs)]
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode][VALID_FRACTION].append(sum(valid) / len(valid))
+        return batch
