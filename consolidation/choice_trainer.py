@@ -48,8 +48,11 @@ class ChoiceDistillTrainer(Trainer):
                  tuple(r["candidates"])) for r in rows]
         new = list(dict.fromkeys(k for k in keys if k not in self.teacher_cache))
         if new:
-            with torch.no_grad(), model.disable_adapter():
-                scores = batch_candidate_logprobs(model, self.processing_class, [k[0] for k in new],
+            # The teacher is the PEFT model itself (unwrapped from DDP when several processes train: it
+            # takes no gradient, so nothing of it is synchronised).
+            peft = self.accelerator.unwrap_model(model)
+            with torch.no_grad(), peft.disable_adapter():
+                scores = batch_candidate_logprobs(peft, self.processing_class, [k[0] for k in new],
                                                   [list(k[1]) for k in new], self.end_ids)
             self.teacher_cache.update((k, v.detach()) for k, v in zip(new, scores))
         return [self.teacher_cache[k] for k in keys]

@@ -51,7 +51,8 @@ def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> di
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
         trainer.add_callback(DistillProgress(cfg.distill_steps, method))
         trainer.train()
-    trainer.model.save_pretrained(str(output_dir / "adapter"))
+    if trainer.is_world_process_zero():  # under a multi-process launcher the processes hold the same adapter
+        trainer.model.save_pretrained(str(output_dir / "adapter"))
     return {"method": method, "log": [dict(row) for row in trainer.state.log_history]}
 
 
@@ -136,7 +137,8 @@ class DistillProgress(TrainerCallback):
         self.total, self.method, self.bar = total, method, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bar = progress(total=self.total, desc=f"consolidate ({self.method})", unit="step")
+        if state.is_world_process_zero:  # one bar, whatever the number of processes
+            self.bar = progress(total=self.total, desc=f"consolidate ({self.method})", unit="step")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is not None and logs and "loss" in logs:

@@ -36,10 +36,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from agent.device import resolve_device
 from agent.games import SuiteBook, expand_game_files, make_suite, split_specs, user_suite
 from agent.models import check_model
 from agent.policy import Policy
 from agent.rollout import play_games, seed_base
+from consolidation import ranks
 from consolidation.checkpoints import Registry
 from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
@@ -241,7 +243,7 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
                 manifest = done[-1]
                 console.print(f"  {manifest['version']} was already trained and gated this round: {manifest['status']}")
             else:
-                with timed(timings, "consolidate_s"):  # the dataset, training and the gate's evaluations
+                with timed(timings, "consolidate_s"), consolidation_lock(run_dir):  # dataset, training, gate
                     records, knowledge_ids = build_dataset(episodes, memory, cfg)
                     manifest, candidate = consolidate(cfg, run_dir, registry, records, knowledge_ids, current,
                                                       current_eval(registry, rows), suites, r, console)
@@ -360,7 +362,7 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
     `parent` holds the current policy's validation evaluation (EVAL_KEYS). A promoted candidate is also
     evaluated on the test games, for the reports. Returns the manifest and the candidate policy it
     evaluated, or (None, None) if there was nothing to teach. Pruning is the caller's, and happens only
-    after a promotion.
+    after a promotion. The caller holds the run's consolidation lock (`consolidation_lock`).
     """
     if not records:
         console.print("  no knowledge for these games yet: nothing to consolidate")
@@ -368,40 +370,39 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
     version = registry.next_version()
     console.print(f"  consolidating {len(records)} prefixes with {len(knowledge_ids) or 'raw-trajectory'} "
                   f"knowledge into {version}")
-    with consolidation_lock(run_dir):
-        started = time.time()
-        for stale in run_dir.glob(".consolidate-*"):  # left by a run killed mid-training
-            shutil.rmtree(stale, ignore_errors=True)
-        with tempfile.TemporaryDirectory(prefix=".consolidate-", dir=run_dir) as tmp:
-            student = load_policy(cfg, registry, current)  # a fresh copy: LoRA is injected into it in place
-            training = distill(student, records, cfg, Path(tmp))
-            del student
-            distill_s = time.time() - started
-            candidate = Policy.load(cfg.model, adapters=[*registry.lineage(current), Path(tmp) / "adapter"],
-                                    name=f"{cfg.model}+{version}", device=cfg.device, dtype=cfg.dtype)
-            after = summary(evaluate(candidate, suites.validation, cfg, desc=f"eval {version} (validation)"))
-            status = gate_status(after["success_no_memory"], parent["success_no_memory"], cfg.gate_tolerance)
-            evaluations = {"before": {k: parent[k] for k in EVAL_KEYS}, "after": after}
-            if status == "promoted":
-                evaluations["test"] = summary(evaluate(candidate, suites.test, cfg, desc=f"eval {version} (test)"))
-            manifest = {
-                "version": version, "parent": current, "status": status, "replaces": replaced(registry),
-                "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "runtime": candidate.runtime(),
-                "knowledge_ids": knowledge_ids,
-                "dataset": {"fingerprint": fingerprint(records), "prefixes": len(records),
-                            "teacher_context": cfg.teacher_context},
-                "games": {"validation": [str(p) for p, _ in suites.validation],
-                          "test": [str(p) for p, _ in suites.test]},
-                "eval": evaluations,
-                "gate": {"tolerance": cfg.gate_tolerance, "on": "validation",
-                         "reason": f"validation success {after['success_no_memory']:.1%} vs parent "
-                                   f"{parent['success_no_memory']:.1%} - {cfg.gate_tolerance:.1%}"},
-                "training": training,
-                "timings": {"distill_s": round(distill_s, 1), "eval_s": round(time.time() - started - distill_s, 1)},
-                "config": cfg.to_dict(),
-            }
-            registry.write(Path(tmp) / "adapter", manifest)
+    started = time.time()
+    for stale in run_dir.glob(".consolidate-*"):  # left by a run killed mid-training
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=".consolidate-", dir=run_dir) as tmp:
+        student = load_policy(cfg, registry, current)  # a fresh copy: LoRA is injected into it in place
+        training = distill(student, records, cfg, Path(tmp))
+        del student
+        distill_s = time.time() - started
+        candidate = Policy.load(cfg.model, adapters=[*registry.lineage(current), Path(tmp) / "adapter"],
+                                name=f"{cfg.model}+{version}", device=cfg.device, dtype=cfg.dtype)
+        after = summary(evaluate(candidate, suites.validation, cfg, desc=f"eval {version} (validation)"))
+        status = gate_status(after["success_no_memory"], parent["success_no_memory"], cfg.gate_tolerance)
+        evaluations = {"before": {k: parent[k] for k in EVAL_KEYS}, "after": after}
+        if status == "promoted":
+            evaluations["test"] = summary(evaluate(candidate, suites.test, cfg, desc=f"eval {version} (test)"))
+        manifest = {
+            "version": version, "parent": current, "status": status, "replaces": replaced(registry),
+            "round": r, "base_model": cfg.model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "runtime": candidate.runtime(),
+            "knowledge_ids": knowledge_ids,
+            "dataset": {"fingerprint": fingerprint(records), "prefixes": len(records),
+                        "teacher_context": cfg.teacher_context},
+            "games": {"validation": [str(p) for p, _ in suites.validation],
+                      "test": [str(p) for p, _ in suites.test]},
+            "eval": evaluations,
+            "gate": {"tolerance": cfg.gate_tolerance, "on": "validation",
+                     "reason": f"validation success {after['success_no_memory']:.1%} vs parent "
+                               f"{parent['success_no_memory']:.1%} - {cfg.gate_tolerance:.1%}"},
+            "training": training,
+            "timings": {"distill_s": round(distill_s, 1), "eval_s": round(time.time() - started - distill_s, 1)},
+            "config": cfg.to_dict(),
+        }
+        registry.write(Path(tmp) / "adapter", manifest)
     console.print(f"  gate: {manifest['gate']['reason']} -> {manifest['status']} {version}")
     return manifest, candidate
 
@@ -445,35 +446,55 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
     """`oel consolidate`: distil everything logged so far with the active memory, once.
 
     Idempotent: if the newest checkpoint was trained on exactly this dataset (same fingerprint), or there
-    is no active knowledge left, it does nothing. Returns the new manifest, or None.
+    is no active knowledge left, it does nothing. Returns the new manifest, or None. Under a multi-process
+    launcher every process trains, and only the leader reads or writes the run (`consolidation.ranks`).
     """
     console = console or Console()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     registry = Registry(RunDir(run_dir).checkpoints)
-    suites = prepare_games(cfg, run_dir, rounds=1)  # the gate needs validation games: made if `oel play` made none
-    episodes = logged_episodes(run_dir)
-    if not episodes:
-        raise OELError(f"no trajectories in {run_dir}: play first (`oel play` or `oel loop`)")
-    with open_memory(cfg, run_dir) as memory:
-        current = registry.current()
-        rows = read_rounds(run_dir)
-        policy = None
-        if cfg.utility_prefixes and any(i.utility is None for i in memory.list("active")):
-            policy = load_policy(cfg, registry, current)
-            measure_utilities(policy, memory, episodes, cfg, only_new=True)
-        records, knowledge_ids = build_dataset(episodes, memory, cfg)
-        manifests = [m for m in registry.manifests() if m["status"] != "tainted"]
-        if records and manifests and manifests[-1]["dataset"]["fingerprint"] == fingerprint(records):
-            console.print(f"nothing new: {manifests[-1]['version']} was trained on exactly this data")
-            return None
-        parent = current_eval(registry, rows)
-        if parent is None and records:
-            console.print(f"evaluating the current policy on {len(suites.validation)} validation games (no earlier result)")
-            policy = policy or load_policy(cfg, registry, current)
-            parent = summary(evaluate(policy, suites.validation, cfg, desc="eval parent"))
-        manifest, _ = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, suites,
-                                  max(e["round"] for e in episodes), console)
-        if manifest and manifest["status"] == "promoted":
-            prune_absorbed(registry, memory, manifest["version"])
-        return manifest
+    on_cpu = resolve_device(cfg.device).type == "cpu"
+    if not ranks.is_leader():
+        return train_share(cfg, registry, ranks.follow(on_cpu))
+    # The lock is held from the first read of the memory to the last write, so two consolidations never
+    # measure, train on or prune the same items at once.
+    with ranks.leading(on_cpu) as send, consolidation_lock(run_dir):
+        suites = prepare_games(cfg, run_dir, rounds=1)  # the gate needs validation games: made if `oel play` made none
+        episodes = logged_episodes(run_dir)
+        if not episodes:
+            raise OELError(f"no trajectories in {run_dir}: play first (`oel play` or `oel loop`)")
+        with open_memory(cfg, run_dir) as memory:
+            current = registry.current()
+            rows = read_rounds(run_dir)
+            policy = None
+            if cfg.utility_prefixes and any(i.utility is None for i in memory.list("active")):
+                policy = load_policy(cfg, registry, current)
+                measure_utilities(policy, memory, episodes, cfg, only_new=True)
+            records, knowledge_ids = build_dataset(episodes, memory, cfg)
+            manifests = [m for m in registry.manifests() if m["status"] != "tainted"]
+            if records and manifests and manifests[-1]["dataset"]["fingerprint"] == fingerprint(records):
+                console.print(f"nothing new: {manifests[-1]['version']} was trained on exactly this data")
+                return None
+            parent = current_eval(registry, rows)
+            if parent is None and records:
+                console.print(f"evaluating the current policy on {len(suites.validation)} validation games (no earlier result)")
+                policy = policy or load_policy(cfg, registry, current)
+                parent = summary(evaluate(policy, suites.validation, cfg, desc="eval parent"))
+            if records:
+                del policy  # the followers train now: no model held beside the student
+                send({"records": records, "current": current})
+            manifest, _ = consolidate(cfg, run_dir, registry, records, knowledge_ids, current, parent, suites,
+                                      max(e["round"] for e in episodes), console)
+            if manifest and manifest["status"] == "promoted":
+                prune_absorbed(registry, memory, manifest["version"])
+            return manifest
+
+
+def train_share(cfg: OELConfig, registry: Registry, plan: ranks.Plan | None) -> None:
+    """A follower's part of a consolidation: train beside the leader, keep nothing (the leader saves the
+    adapter). Its scratch directory is outside the run, which the leader alone writes."""
+    if plan is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="oel-follower-") as tmp:
+        distill(load_policy(cfg, registry, plan["current"]), plan["records"], cfg, Path(tmp))
+    return None

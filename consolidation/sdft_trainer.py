@@ -10,6 +10,7 @@ the training log shows the student learning the form of a command, or not.
 
 from __future__ import annotations
 
+import torch
 from trl.experimental.sdft import SDFTTrainer
 
 from agent.prompts import ground_response
@@ -26,7 +27,9 @@ class GroundedSDFTTrainer(SDFTTrainer):
     def _prepare_training_batch(self, inputs: list[dict]):
         batch = super()._prepare_training_batch(inputs)
         responses = self.processing_class.batch_decode(self._get_completion_ids_list(batch), skip_special_tokens=True)
-        valid = [ground_response(text, row["candidates"])[1] for text, row in zip(responses, inputs)]
+        valid = torch.tensor([float(ground_response(text, row["candidates"])[1]) for text, row in zip(responses, inputs)],
+                             device=self.accelerator.device)
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode][VALID_FRACTION].append(sum(valid) / len(valid))
+        # Over every process's samples, as TRL aggregates its own completion figures.
+        self._metrics[mode][VALID_FRACTION].append(self.accelerator.gather(valid).mean().item())
         return batch

@@ -221,9 +221,10 @@ def consolidate(run_dir: Path = RunDirOption):
     """
     _quiet()
     from consolidation.loop import consolidate_once
+    from consolidation.ranks import is_leader
 
     manifest = consolidate_once(run_dir, console)
-    if manifest is None:
+    if manifest is None and is_leader():  # a launcher's other processes only train: the leader reports
         console.print("no new checkpoint")
 
 

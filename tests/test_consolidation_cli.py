@@ -156,6 +156,32 @@ def test_accelerate_launch_single_cpu_process(tmp_path, tiny_model_dir):
     assert (run_dir / "checkpoints" / "v1" / "manifest.json").is_file()
 
 
+@pytest.mark.parametrize("objective", ["choices", "tokens"])
+def test_two_processes_train_one_checkpoint(tmp_path, tiny_model_dir, objective):
+    """`torchrun` (what `accelerate launch` starts on GPUs) with two CPU processes: both train, DDP over
+    gloo; the leader alone writes the checkpoint and prunes; a second call finds nothing new."""
+    config, run_dir = make_run(tmp_path, tiny_model_dir)
+    with open(config, "a") as f:
+        f.write(f'distill_objective = "{objective}"\ndistill_max_new_tokens = 8\n')
+    oel("play", "--config", str(config), "--run-dir", str(run_dir), "--games", "1", "--no-reflect")
+    launch = [str(BIN / "torchrun"), "--nproc_per_node", "2", "-m", "oel.cli", "consolidate", "--run-dir", str(run_dir)]
+    done = subprocess.run(launch, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("consolidating") == 1 and "no new checkpoint" not in done.stdout
+    [m] = json.loads(oel("checkpoints", "list", "--json", "--run-dir", str(run_dir)).stdout)
+    steps = [row for row in m["training"]["log"] if "loss" in row]
+    # Each step took a batch on each process: the 4 prefixes (2 steps x batch 2) are one epoch per step.
+    assert [row["epoch"] for row in steps] == [1.0, 2.0]
+    if objective == "tokens":
+        assert all(0 <= row["completions/valid_fraction"] <= 1 for row in steps)
+    items = json.loads(oel("memory", "list", "--status", "all", "--json", "--run-dir", str(run_dir)).stdout)
+    if m["status"] == "promoted":
+        assert sorted(i["status"] for i in items) == ["consolidated", "consolidated"]
+    again = subprocess.run(launch, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(json.loads(oel("checkpoints", "list", "--json", "--run-dir", str(run_dir)).stdout)) == 1
+
+
 def test_forget_takes_an_item_out_of_the_memory_and_the_weights(tmp_path, tiny_model_dir):
     config, run_dir = make_run(tmp_path, tiny_model_dir)
     run = ["--run-dir", str(run_dir)]
