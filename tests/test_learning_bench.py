@@ -55,6 +55,8 @@ def test_quick_bench_runs_every_arm(tmp_path, tiny_model_dir):
                 "ci95"} <= set(row)
     assert [r["round"] for r in saved["rounds"]] == [0, 1] and saved["rounds"][0]["success_in_context"] is None
     assert saved["arms"]["frozenlake"]["rounds"][1]["n_games"] == 3  # --frozenlake-test-games
+    assert saved["arms"]["sokoban"]["rounds"][1]["n_games"] == 3  # --sokoban-test-games
+    assert saved["targets"]["sokoban_gain_points"]["met"] is None  # reported, with no threshold
     # OOD: trained on coin collector alone, tested on treasure hunter, never the other way round.
     assert saved["ood"]["trained_on"] == OOD_TRAIN and saved["ood"]["challenges"] == OOD
     assert saved["ood"]["round0"]["n_games"] == 2 and "drop_points" in saved["ood"] and "paired_p" in saved["ood"]
@@ -92,6 +94,18 @@ def test_quick_bench_runs_every_arm(tmp_path, tiny_model_dir):
                         "distill_batch_size=2", "--set", "reflection_max_new_tokens=12", "--skip", "ood", "baselines"])
     assert again["ood"] is None and again["targets"]["ood_drop_points"]["value"].startswith("not measured")
     assert again["rounds"] == saved["rounds"] and "Not run in this invocation" in (tmp_path / "R.md").read_text()
+
+
+def test_generate_targets_read_the_recheck():
+    recheck = {"round0": {"invalid_per_episode": 10.0, "tokens_per_episode": 900.0},
+               "final": {"invalid_per_episode": 4.0, "tokens_per_episode": 700.0}, "change_points": 12.5, "paired_p": 0.2}
+    t = bench.generate_targets(recheck)
+    assert t["generate_invalid_ratio"] == {"value": 0.4, "target": "<= 0.5", "met": True}
+    assert t["generate_tokens_ratio"]["value"] == 0.778 and not t["generate_tokens_ratio"]["met"]
+    assert t["generate_gain_points"]["met"] and t["generate_gain_points"]["paired_p"] == 0.2
+    # An evaluation made before invalid responses were kept has no ratio, and says so.
+    del recheck["round0"]["invalid_per_episode"]
+    assert bench.generate_targets(recheck)["generate_invalid_ratio"] == {"value": None, "target": "<= 0.5", "met": False}
 
 
 def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_path, tiny_model_dir):
