@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Callable, Iterator, TypedDict
 
 
@@ -30,13 +31,18 @@ def is_leader() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+WAIT = timedelta(hours=3)
+"""How long a process waits in a collective call. The followers wait for the plan while the leader measures
+utilities and evaluates the parent, which on a CPU can take longer than torch's default of 30 minutes."""
+
+
 def _exchange(plan: Plan | None, on_cpu: bool) -> Plan | None:
     """The leader's plan, on every process. The process group is the one the Trainer then uses: gloo on
     CPUs, NCCL on GPUs (accelerate picks it; `cpu` must match the Trainer's `use_cpu`)."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    PartialState(cpu=on_cpu)
+    PartialState(cpu=on_cpu, timeout=WAIT)
     box = [plan]
     broadcast_object_list(box, from_process=0)
     return box[0]
