@@ -185,12 +185,11 @@ def markdown(result: dict, png: Path, docs: Path) -> str:
                   f" tokens/ep |{' invalid/ep |' * generate} memory active / consolidated / quarantined | gate |",
                   "|---|---|---|---|---|---|" + "---|" * generate + "---|---|"]
         for r in arm["rounds"]:
-            invalid = r.get("invalid_per_episode")
+            invalid = r.get("invalid_per_episode")  # rows made before it was kept have none
+            invalid_cell = (f"{invalid:.1f} | " if invalid is not None else "- | ") if generate else ""
             lines.append(f"| {r['round']} | {r['policy']} | {pct(r['success_no_memory'], r['ci95'])} | "
                          f"{pct(r['success_in_context'], r['ci95_in_context'])} | {r['steps']:.1f} | "
-                         f"{r['tokens_per_episode']:.1f} | "
-                         + (f"{invalid:.1f} | " if generate and invalid is not None else "- | " if generate else "")
-                         + f"{r['memory_active']} / {r['memory_consolidated']} / "
+                         f"{r['tokens_per_episode']:.1f} | {invalid_cell}{r['memory_active']} / {r['memory_consolidated']} / "
                          f"{r.get('memory_quarantined', 0)} | {r['gate']} |")
         made = [f"{r['candidate']['version']} {pct(r['candidate'].get('validation_success', r['candidate'].get('success_no_memory')))} "
                 f"({r['candidate']['status']})" for r in arm["rounds"] if r.get("candidate")]

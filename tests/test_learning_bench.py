@@ -108,6 +108,26 @@ def test_generate_targets_read_the_recheck():
     assert bench.generate_targets(recheck)["generate_invalid_ratio"] == {"value": None, "target": "<= 0.5", "met": False}
 
 
+@pytest.mark.parametrize("mode", ["choose", "generate"])
+def test_rounds_table_shows_invalid_responses_in_generate_mode(tmp_path, mode):
+    row = {"round": 0, "policy": "p", "success_no_memory": 0.5, "ci95": [0.1, 0.9], "success_in_context": None,
+           "ci95_in_context": None, "steps": 3.0, "tokens_per_episode": 10.0, "memory_active": 1,
+           "memory_consolidated": 0, "gate": "-", "invalid_per_episode": 2.5, "n_games": 4}
+    evaluation = {"success": 0.5, "ci95": [0, 1], "n_games": 4, "steps": 3.0, "tokens_per_episode": 10.0,
+                  "invalid_per_episode": 2.5}
+    result = {"command": "c", "measured_at": "d", "machine": "m", "wall_s": 60, "ood": None, "baselines": {},
+              "config": {"textworld": {"teacher_context": "memory", "action_mode": mode}},
+              "arms": {"textworld": {"rounds": [row], "run_dir": "r", "wall_s": 60}},
+              "heldout_recheck": {"final_policy": None, "round0": evaluation, "final": evaluation, "change_points": 0,
+                                  "paired_p": 1.0},
+              "targets": {"gain_points": {"value": 0, "target": "x", "met": False, "paired_p": None}}}
+    lines = bench.markdown(result, tmp_path / "l.png", tmp_path / "R.md").splitlines()
+    header = next(line for line in lines if line.startswith("| round"))
+    separator, first = lines[lines.index(header) + 1], lines[lines.index(header) + 2]
+    assert header.count("|") == separator.count("|") == first.count("|")  # a well-formed table either way
+    assert ("invalid/ep" in header) == ("| 2.5 |" in first) == (mode == "generate")
+
+
 def test_ood_lever_bench_keeps_one_row_per_run_and_reevaluates_on_new_games(tmp_path, tiny_model_dir):
     import bench.ood as ood
 
