@@ -108,7 +108,9 @@ def check_chain_and_forget(run_dir: Path, v1: dict, episodes: list[dict], tmp_pa
     source = re.findall(r'href="/episodes/([^"]+)"', item)[0]
     assert source in {e["id"] for e in episodes} and 'href="/checkpoints/v1"' in item
     assert item_id in re.findall(r'href="/items/([^"]+)"', page.get(f"/episodes/{source}").text)  # and back
-    assert item_id in re.findall(r'href="/items/([^"]+)"', page.get("/checkpoints/v1").text)
+    checkpoint = page.get("/checkpoints/v1").text
+    assert item_id in re.findall(r'href="/items/([^"]+)"', checkpoint)
+    assert "samples that are commands" in checkpoint  # the SDFT step log's columns
 
     run = ["--run-dir", str(run_dir)]
     done = subprocess.run([OEL, "memory", "forget", item_id, "--yes", "--reason", "wrong", *run],
