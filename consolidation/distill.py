@@ -95,6 +95,11 @@ def _sdft_trainer(policy, rows, cfg, common, lora):
                       distillation_alpha=1.0,
                       distillation_mode="topk_logits", distillation_topk=cfg.distill_topk,
                       teacher_model_kind="base", teacher_prompt_template=TEACHER_TEMPLATE,
+                      # TRL keeps only the last 512 tokens of every prompt by default; with the memory in it,
+                      # 62% of the pilot's teacher prompts were longer (mean 544, up to 768 tokens), so the
+                      # teacher lost the system prompt and the start of the knowledge. Prompts stay whole, as
+                      # acting and the choose-mode teacher see them.
+                      max_prompt_length=None,
                       # rendered as acting renders it (generate mode thinks when cfg.thinking says so)
                       chat_template_kwargs=template_switches(policy.tokenizer, cfg.thinking, policy.name))
     data = Dataset.from_list([{key: r[key] for key in ("prompt", "privileged_context", "candidates")} for r in rows])

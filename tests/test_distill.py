@@ -119,3 +119,34 @@ def test_sdft_log_counts_the_student_samples_that_ground_to_a_command(tiny_model
     trainer._prepare_training_batch([dict(r) for r in records])
     assert trainer._metrics["train"]["completions/valid_fraction"] == [0.5]
     assert trainer._metrics["train"]["completions/mean_length"] == [sum(map(len, written)) / 2]
+
+
+def test_sdft_teacher_sees_the_whole_prompt_however_long_the_knowledge(tiny_model_dir, tmp_path):
+    """TRL cuts prompts to their last 512 tokens unless told otherwise: the teacher must see the system
+    prompt and all of its knowledge, as acting with memory does."""
+    from transformers import TrainerCallback
+
+    from consolidation.choice_trainer import teacher_messages
+    from consolidation.distill import TEACHER_TEMPLATE, make_trainer
+
+    policy = Policy.load(str(tiny_model_dir))
+    knowledge = knowledge_block([f"Lesson {i}: in room {i}, go east to find the coin." for i in range(80)])
+    record = {"prompt": acting_messages("Objective: get the coin.\nValid commands: go east, look\nYour command:"),
+              "privileged_context": knowledge, "candidates": ["go east", "look"]}
+    cfg = OELConfig(model=str(tiny_model_dir), distill_steps=1, distill_batch_size=1, distill_max_new_tokens=4,
+                    distill_topk=16, distill_objective="tokens")
+    full = policy.tokenizer.apply_chat_template(teacher_messages(record["prompt"], knowledge, TEACHER_TEMPLATE),
+                                                add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    assert len(full) > 1000  # far beyond TRL's default cut
+
+    seen = []
+
+    class Spy(TrainerCallback):
+        def on_self_distillation_batch_prepared(self, teacher_input_ids, teacher_attention_mask, completion_ids, **_):
+            prompt_part = teacher_input_ids[0, : teacher_input_ids.shape[1] - completion_ids.shape[1]]
+            seen.append(prompt_part[teacher_attention_mask[0, : len(prompt_part)].bool()].tolist())
+
+    trainer, method = make_trainer(policy, [record], cfg, tmp_path)
+    trainer.add_callback(Spy())
+    trainer.train()
+    assert method == "tokens" and seen == [full]
