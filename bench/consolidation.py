@@ -1,7 +1,8 @@
 """Consolidation benchmark: optimiser steps per second of choose-mode and token-mode distillation against a
 plain TRL `SFTTrainer` step, in one run.
 
-    .venv/bin/python -m bench.consolidation [--games 4] [--steps 16] [--json]
+    .venv/bin/python -m bench.consolidation [--games 4] [--steps 16] [--methods sft,choices,tokens]
+                                            [--dtype auto|float32|bfloat16] [--json]
 
 All three train the same LoRA adapter (`consolidation.distill.training_settings`) with the same batch size
 on the same prefixes: those of `--games` real TextWorld games the embedded SmolLM2-135M plays first.
@@ -45,6 +46,7 @@ from oel.config import OELConfig
 from oel.errors import one_line_errors
 
 CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
+METHODS = ("sft", "choices", "tokens")
 
 
 class StepClock(TrainerCallback):
@@ -87,7 +89,7 @@ def sft_trainer(policy, records: list[dict], cfg: OELConfig, output_dir: Path):
 
 
 def steps_per_s(method: str, records: list[dict], cfg: OELConfig) -> float:
-    policy = Policy.load()  # a fresh copy each: LoRA is injected into the model in place
+    policy = Policy.load(dtype=cfg.dtype)  # a fresh copy each: LoRA is injected into the model in place
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "sft":
@@ -107,35 +109,38 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=4, help="games whose prefixes are trained on")
     parser.add_argument("--max-steps", type=int, default=10, help="step limit of those games")
     parser.add_argument("--steps", type=int, default=16, help="optimiser steps per method (a consolidation's)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of: {', '.join(METHODS)}")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (as the config's dtype)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    if any(m not in METHODS for m in methods) or "sft" not in methods:
+        parser.error(f"--methods: some of {', '.join(METHODS)}, sft among them (the reference), got {args.methods!r}")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     datasets.disable_progress_bars()  # TRL prepares the data with bars of its own, one per trainer
 
-    cfg = OELConfig(distill_steps=args.steps, max_steps=args.max_steps)
+    cfg = OELConfig(distill_steps=args.steps, max_steps=args.max_steps, dtype=args.dtype)
     specs = suite_specs(CHALLENGES, args.games, 20_000)
     games = list(zip(make_suite(specs), [s.env_family for s in specs]))
-    player = Policy.load()
+    player = Policy.load(dtype=cfg.dtype)
     episodes = play_games(player, games, cfg, round=1, seed_base=0, desc="play")
     records = records_of(episodes)
-    rates = {method: steps_per_s(method, records, cfg) for method in ("sft", "choices", "tokens")}
+    rates = {method: steps_per_s(method, records, cfg) for method in methods}
     result = {
-        "sft_steps_per_s": round(rates["sft"], 3), "choices_steps_per_s": round(rates["choices"], 3),
-        "tokens_steps_per_s": round(rates["tokens"], 3),
-        "choices_vs_sft": round(rates["choices"] / rates["sft"], 3),
-        "tokens_vs_sft": round(rates["tokens"] / rates["sft"], 3),
+        **{f"{m}_steps_per_s": round(rates[m], 3) for m in methods},
+        **{f"{m}_vs_sft": round(rates[m] / rates["sft"], 3) for m in methods if m != "sft"},
         "steps": args.steps, "batch_size": cfg.distill_batch_size, "prefixes": len(records),
         "commands_per_prefix": round(sum(len(r["candidates"]) for r in records) / len(records), 1),
-        "device": device_description(player.runtime())["device"],
+        "device": device_description(player.runtime())["device"], "dtype": player.runtime()["dtype"],
     }
     if args.json:
         print(json.dumps(result))
         return
     table = Table(title=f"Consolidation steps per second ({args.steps} steps, batch {cfg.distill_batch_size}, "
-                        f"{len(records)} prefixes, {result['device']})")
+                        f"{len(records)} prefixes, {result['device']}, {result['dtype']})")
     for column in ("method", "steps/s", "vs plain SFT"):
         table.add_column(column, justify="right")
-    for method in ("sft", "choices", "tokens"):
+    for method in methods:
         table.add_row(method, f"{rates[method]:.3f}", f"{rates[method] / rates['sft']:.2f}x")
     Console().print(table)
 

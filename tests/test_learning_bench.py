@@ -193,6 +193,14 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     assert formats["chat + memory"]["prompt_tokens"] > formats["chat"]["prompt_tokens"]  # the memory is in the prompt
     assert all(0 < row["encoded_tokens"] <= row["prompt_tokens"] for row in formats.values())
 
+    # Float32 against bfloat16 weights on validation games, alone and with the round's memory, paired.
+    import bench.precision as precision
+
+    weights = precision.main(["--run-dir", str(run_dir), "--games", "2", "--out", str(tmp_path / "w.json")])["rows"]
+    assert list(weights) == ["float32", "float32 + memory", "bfloat16", "bfloat16 + memory"]
+    assert weights["float32"]["vs_float32"] is None and sum(weights["bfloat16"]["vs_float32"]["gained_lost"]) <= 2
+    assert all(row["n_games"] == 2 and row["seconds"] > 0 for row in weights.values())
+
     # Every checkpoint on more test games, promoted or not, paired with the base model.
     import bench.arms
     import bench.candidates as candidates

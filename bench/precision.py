@@ -1,0 +1,96 @@
+"""Weights in float32 or bfloat16: play and wall time on validation games, so the CPU's dtype is chosen on both.
+
+    .venv/bin/python -m bench.precision [--games 48] [--run-dir runs/teacher-r1 --round 1] [--json]
+
+On a CPU with native bfloat16 (AVX512-BF16 or AMX) half-precision matrix products run about twice as fast as
+float32 ones, but the model's scores are less exact, and every policy decision comes from them. This plays the
+same validation games (never the test games, which nothing is decided on) with the same sampling seeds in
+each precision: the base model without memory, and with `--run-dir` also as the teacher with that round's
+memory in its prompt (a copy, as `bench/teacher.py` reads it), since the teacher's play bounds what
+consolidation teaches. Each row gives success with its Wilson 95% interval, steps, the wall time of the
+evaluation, and bfloat16 paired against float32 game by game (exact McNemar p). Writes --out (JSON).
+Consolidation's speed in each precision is `bench/consolidation.py --dtype`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.games import make_suite, split_specs
+from agent.policy import Policy
+from bench.common import device_description, pct, summary
+from bench.teacher import knowledge_copy
+from consolidation.dataset import load_trajectories
+from consolidation.evaluate import evaluate, teacher_sources
+from oel.config import OELConfig
+from oel.errors import OELError, one_line_errors
+from oel.files import write_atomic
+from oel.rundir import RunDir
+from oel.stats import gained_lost, paired_p
+
+DTYPES = ("float32", "bfloat16")
+
+
+def timed_evaluation(policy, suite, cfg: OELConfig, memory=None, episodes=()) -> dict:
+    sources = teacher_sources("memory" if memory else "none", memory, list(episodes), cfg)
+    start = time.perf_counter()
+    e = evaluate(policy, suite, cfg, **sources, desc=f"{policy.runtime()['dtype']}{' + memory' if memory else ''}")
+    return {**summary(e), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", type=int, default=48, help="validation games")
+    parser.add_argument("--run-dir", type=Path, help="a run whose memory the teacher rows read (e.g. runs/teacher-r1)")
+    parser.add_argument("--round", type=int, default=1, help="the round of that memory")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/precision.json"))
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    args = parser.parse_args(argv)
+    if args.games < 1:
+        raise OELError("--games must be a positive integer")
+    cfg = OELConfig.from_file(RunDir(args.run_dir).config) if args.run_dir else OELConfig()
+    log = RunDir(args.run_dir).round_log(args.round) if args.run_dir else None
+    if log and not log.is_file():  # checked before anything is played
+        raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
+    specs = split_specs(cfg.challenges, args.games, cfg.seed, "validation")
+    suite = list(zip(make_suite(specs, desc="validation games"), [s.env_family for s in specs]))
+    rows, device = {}, None
+    for dtype in DTYPES:
+        policy = Policy.load(cfg.model, device=cfg.device, dtype=dtype)
+        device = device_description(policy.runtime())["device"]
+        rows[dtype] = timed_evaluation(policy, suite, cfg)
+        if args.run_dir:
+            with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
+                rows[f"{dtype} + memory"] = timed_evaluation(policy, suite, cfg, memory, load_trajectories([log]))
+    for name, row in rows.items():
+        reference = rows[name.replace("bfloat16", "float32")]
+        row["vs_float32"] = None if row is reference else {
+            "gained_lost": gained_lost(reference["wins"], row["wins"]), "p": paired_p(reference["wins"], row["wins"]),
+            "speedup": round(reference["seconds"] / row["seconds"], 2)}
+    result = {"games": args.games, "split": "validation", "device": device, "run_dir": str(args.run_dir or ""),
+              "round": args.round, "rows": rows}
+    write_atomic(args.out, json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+        return result
+    table = Table("weights", "success", "steps/ep", "seconds", "vs float32: gained / lost", "p", "speed-up",
+                  title=f"Precision on {args.games} validation games ({device})")
+    for name, row in rows.items():
+        versus = row["vs_float32"]
+        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['seconds']:.0f}",
+                      *(["-", "-", "-"] if versus is None else
+                        ["{} / {}".format(*versus["gained_lost"]), str(versus["p"]), f"{versus['speedup']:.2f}x"]))
+    Console().print(table)
+    return result
+
+
+if __name__ == "__main__":
+    with one_line_errors():
+        main()
