@@ -83,3 +83,29 @@ def pct(x: float | None, ci: list[float] | None = None) -> str:
     if x is None:
         return "-"
     return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+
+
+def validation_comparison(description: str, out: str, argv: list[str] | None):
+    """The start of a bench that compares settings on validation games, alone and as the teacher with one
+    round's memory (`bench/prompts.py`, `bench/precision.py`): its arguments, the config (the run's, or the
+    defaults), that round's train log (None without --run-dir), and the games with their families."""
+    from agent.games import make_suite, split_specs
+    from oel.config import OELConfig
+    from oel.errors import OELError
+    from oel.rundir import RunDir
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--games", type=int, default=48, help="validation games")
+    parser.add_argument("--run-dir", type=Path, help="a run whose memory the teacher rows read (e.g. runs/teacher-r1)")
+    parser.add_argument("--round", type=int, default=1, help="the round of that memory")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    args = parser.parse_args(argv)
+    if args.games < 1:
+        raise OELError("--games must be a positive integer")
+    cfg = OELConfig.from_file(RunDir(args.run_dir).config) if args.run_dir else OELConfig()
+    log = RunDir(args.run_dir).round_log(args.round) if args.run_dir else None
+    if log and not log.is_file():  # checked before anything is played
+        raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
+    specs = split_specs(cfg.challenges, args.games, cfg.seed, "validation")
+    return args, cfg, log, list(zip(make_suite(specs, desc="validation games"), [s.env_family for s in specs]))

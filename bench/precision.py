@@ -14,7 +14,6 @@ Consolidation's speed in each precision is `bench/consolidation.py --dtype`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -23,16 +22,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agent.games import make_suite, split_specs
 from agent.policy import Policy
-from bench.common import device_description, pct, summary
+from bench.common import device_description, pct, summary, validation_comparison
 from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, teacher_sources
 from oel.config import OELConfig
-from oel.errors import OELError, one_line_errors
+from oel.errors import one_line_errors
 from oel.files import write_atomic
-from oel.rundir import RunDir
 from oel.stats import gained_lost, paired_p
 
 DTYPES = ("float32", "bfloat16")
@@ -46,21 +43,7 @@ def timed_evaluation(policy, suite, cfg: OELConfig, memory=None, episodes=()) ->
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--games", type=int, default=48, help="validation games")
-    parser.add_argument("--run-dir", type=Path, help="a run whose memory the teacher rows read (e.g. runs/teacher-r1)")
-    parser.add_argument("--round", type=int, default=1, help="the round of that memory")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/precision.json"))
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
-    args = parser.parse_args(argv)
-    if args.games < 1:
-        raise OELError("--games must be a positive integer")
-    cfg = OELConfig.from_file(RunDir(args.run_dir).config) if args.run_dir else OELConfig()
-    log = RunDir(args.run_dir).round_log(args.round) if args.run_dir else None
-    if log and not log.is_file():  # checked before anything is played
-        raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
-    specs = split_specs(cfg.challenges, args.games, cfg.seed, "validation")
-    suite = list(zip(make_suite(specs, desc="validation games"), [s.env_family for s in specs]))
+    args, cfg, log, suite = validation_comparison(__doc__.splitlines()[0], "bench/results/precision.json", argv)
     rows, device = {}, None
     for dtype in DTYPES:
         policy = Policy.load(cfg.model, device=cfg.device, dtype=dtype)

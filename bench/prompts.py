@@ -14,7 +14,6 @@ itself is `bench/rollout.py`'s (`--acting-prompt`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import tempfile
@@ -23,16 +22,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agent.games import make_suite, split_specs
 from agent.policy import Policy
-from bench.common import pct, summary
+from bench.common import pct, summary, validation_comparison
 from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, teacher_sources
 from oel.config import ACTING_PROMPTS, OELConfig
-from oel.errors import OELError, one_line_errors
+from oel.errors import one_line_errors
 from oel.files import write_atomic
-from oel.rundir import RunDir
 from oel.stats import gained_lost, paired_p
 
 
@@ -47,21 +44,7 @@ def played(policy, suite, cfg: OELConfig, memory=None, episodes=()) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--games", type=int, default=48, help="validation games")
-    parser.add_argument("--run-dir", type=Path, help="a run whose memory the teacher rows read (e.g. runs/teacher-r1)")
-    parser.add_argument("--round", type=int, default=1, help="the round of that memory")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/prompts.json"))
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
-    args = parser.parse_args(argv)
-    if args.games < 1:
-        raise OELError("--games must be a positive integer")
-    cfg = OELConfig.from_file(RunDir(args.run_dir).config) if args.run_dir else OELConfig()
-    log = RunDir(args.run_dir).round_log(args.round) if args.run_dir else None
-    if log and not log.is_file():  # checked before anything is played
-        raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
-    specs = split_specs(cfg.challenges, args.games, cfg.seed, "validation")
-    suite = list(zip(make_suite(specs, desc="validation games"), [s.env_family for s in specs]))
+    args, cfg, log, suite = validation_comparison(__doc__.splitlines()[0], "bench/results/prompts.json", argv)
     policy = Policy.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
     rows = {}
     for style in ACTING_PROMPTS:

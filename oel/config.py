@@ -50,8 +50,8 @@ class OELConfig:
     """Where the policy acts, scores, reflects, is evaluated, merges adapters and trains: `auto` (the first CUDA
     device if there is one, else the CPU), `cpu`, `cuda` or `cuda:N`."""
     dtype: str = "auto"
-    """Weights' precision: `auto` (bfloat16 on CUDA where supported, else float16 there; float32 on the CPU),
-    `float32`, `bfloat16` or `float16`."""
+    """Weights' precision: `auto` (bfloat16 on CUDA where supported, else float16 there; on the CPU bfloat16 where
+    it has bfloat16 in hardware, AVX512-BF16 or AMX, else float32), `float32`, `bfloat16` or `float16`."""
     thinking: bool = False
     """Generate mode: models whose chat template has a thinking switch (`enable_thinking`, e.g. Qwen3) reason
     in a <think> block first; the command is parsed from what follows it. Raise max_new_tokens to match.

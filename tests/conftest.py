@@ -21,6 +21,14 @@ os.environ["OEL_LAST_RUN"] = os.path.join(tempfile.mkdtemp(prefix="oel-tests-"),
 import oel as _offline  # noqa: E402,F401  (importing oel sets the offline environment)
 
 
+@pytest.fixture(autouse=True)
+def float32_on_every_cpu(monkeypatch):
+    """`dtype = "auto"` takes bfloat16 on a CPU that has it in hardware. In-process tests run in float32 on every
+    CPU, so that their tolerances hold wherever they run: tests/test_device.py checks the choice itself, and
+    bench/precision.py's test plays in bfloat16. (`oel` subprocesses take what the CPU offers.)"""
+    monkeypatch.setattr("agent.device.native_bf16_cpu", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from transformers import AutoTokenizer

@@ -12,11 +12,15 @@ from tests.conftest import THINKING_TEMPLATE
 
 
 def test_device_resolution_and_dtype_choice(monkeypatch):
+    monkeypatch.undo()  # the CPU's own bfloat16 probe, which conftest pins for the other tests
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
     with pytest.raises(OELError, match="no CUDA device"):
         resolve_device("cuda:0")
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32  # half precision is slow on CPUs
+    for probe, expected in ((True, torch.bfloat16), (False, torch.float32)):  # emulated half precision is slow
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: probe)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert resolve_dtype("auto", torch.device("cpu")) == expected
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16  # what is asked for, is given
     for supported, expected in ((True, torch.bfloat16), (False, torch.float16)):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
