@@ -9,7 +9,7 @@ policy was loaded with (`Policy.load`), so a GPU machine does all of them on the
   bfloat16 where the CPU multiplies it in hardware (AVX512-BF16 or AMX), else float32, since emulated half
   precision is slower than float32), or `float32`, `bfloat16`, `float16`. On the development CPU (AVX512-BF16)
   bfloat16 made acting 1.8-2.1x and consolidation 1.5x faster than float32, and played the same validation
-  games as well (docs/BENCHMARKS.md, "Precision").
+  games as well (docs/BENCHMARKS.md, "Precision on the CPU").
 """
 
 from __future__ import annotations
