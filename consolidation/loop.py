@@ -85,6 +85,19 @@ def check_run_dir(cfg: OELConfig, run_dir: Path) -> None:
                            "use the same settings to continue it, or a new --run-dir")
 
 
+def precision_moved(registry: Registry, dtype: str) -> str | None:
+    """What to tell the user when this invocation's weights are in another precision than the run's newest
+    checkpoint was trained in, else None. `dtype = "auto"` resolves per machine (bfloat16 on GPUs and on CPUs
+    with it in hardware, float32 on others), so a run that moves between machines, or that was made before
+    `auto` took bfloat16 on CPUs, can change precision under the same setting. It goes on: on 48 validation
+    games the two precisions played 1 to 2 games differently (docs/BENCHMARKS.md, "Precision on the CPU")."""
+    made = [m["runtime"]["dtype"] for m in registry.manifests() if "dtype" in m.get("runtime", {})]
+    if not made or made[-1] == dtype:
+        return None
+    return (f"this run's newest checkpoint was trained in {made[-1]}, and it goes on in {dtype} here: "
+            "dtype = \"auto\" follows the machine (a run that must keep one precision sets dtype when it is made)")
+
+
 def write_run_config(cfg: OELConfig, run_dir: Path) -> None:
     """Record the run's settings (a run made before a setting existed gets it added); never rewritten as is."""
     path = RunDir(run_dir).config
@@ -215,6 +228,8 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
         policy = load_policy(cfg, registry, current)
         runtime = policy.runtime()
         console.print(f"policy on {runtime['device']} in {runtime['dtype']} ({runtime['attention']} attention)")
+        if moved := precision_moved(registry, runtime["dtype"]):
+            console.print(f"[yellow]warning:[/] {moved}")
         if not rows:
             console.print(f"[bold]round 0[/]: evaluating {policy.name} on {len(suites.validation)} validation "
                           f"and {len(suites.test)} test games")

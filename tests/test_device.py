@@ -109,3 +109,21 @@ def test_a_miniature_loop_runs_on_cuda(tiny_model_dir, tmp_path):
     import json
 
     assert all(json.loads(m.read_text())["runtime"]["device"].startswith("cuda") for m in manifests)
+
+
+def test_a_run_that_goes_on_in_another_precision_says_so(tmp_path):
+    """`dtype = "auto"` follows the machine, so the same setting can mean another precision than the one the
+    run's checkpoints were trained in: the loop says so (and goes on)."""
+    import json
+
+    from consolidation.checkpoints import Registry
+    from consolidation.loop import precision_moved
+
+    registry = Registry(tmp_path / "checkpoints")
+    assert precision_moved(registry, "bfloat16") is None  # no checkpoint yet: nothing to compare with
+    for version, dtype in (("v1", "bfloat16"), ("v2", "float32")):
+        (tmp_path / "checkpoints" / version).mkdir(parents=True)
+        (tmp_path / "checkpoints" / version / "manifest.json").write_text(json.dumps(
+            {"version": version, "status": "promoted", "runtime": {"device": "cpu", "dtype": dtype}}))
+    assert precision_moved(registry, "float32") is None  # the newest checkpoint's precision counts
+    assert "trained in float32, and it goes on in bfloat16" in precision_moved(registry, "bfloat16")
