@@ -14,6 +14,7 @@ Consolidation's speed in each precision is `bench/consolidation.py --dtype`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -45,13 +46,16 @@ def timed_evaluation(policy, suite, cfg: OELConfig, memory=None, episodes=()) ->
 def main(argv: list[str] | None = None) -> dict:
     args, cfg, log, suite = validation_comparison(__doc__.splitlines()[0], "bench/results/precision.json", argv)
     rows, device = {}, None
-    for dtype in DTYPES:
-        policy = Policy.load(cfg.model, device=cfg.device, dtype=dtype)
-        device = device_description(policy.runtime())["device"]
-        rows[dtype] = timed_evaluation(policy, suite, cfg)
-        if args.run_dir:
-            with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
-                rows[f"{dtype} + memory"] = timed_evaluation(policy, suite, cfg, memory, load_trajectories([log]))
+    # One copy of the round's memory serves both precisions, as bench/prompts.py's formats share theirs.
+    with tempfile.TemporaryDirectory() as tmp, (knowledge_copy(args.run_dir, args.round, Path(tmp)) if args.run_dir
+                                                 else contextlib.nullcontext()) as memory:
+        episodes = load_trajectories([log]) if log else []
+        for dtype in DTYPES:
+            policy = Policy.load(cfg.model, device=cfg.device, dtype=dtype)
+            device = device_description(policy.runtime())["device"]
+            rows[dtype] = timed_evaluation(policy, suite, cfg)
+            if memory is not None:
+                rows[f"{dtype} + memory"] = timed_evaluation(policy, suite, cfg, memory, episodes)
     for name, row in rows.items():
         reference = rows[name.replace("bfloat16", "float32")]
         row["vs_float32"] = None if row is reference else {
