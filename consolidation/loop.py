@@ -36,7 +36,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent.device import resolve_device
+from agent.device import dtype_name, resolve_device, resolve_dtype
 from agent.games import SuiteBook, expand_game_files, make_suite, split_specs, user_suite
 from agent.models import check_model
 from agent.policy import Policy
@@ -96,6 +96,14 @@ def precision_moved(registry: Registry, dtype: str) -> str | None:
         return None
     return (f"this run's newest checkpoint was trained in {made[-1]}, and it goes on in {dtype} here: "
             "dtype = \"auto\" follows the machine (a run that must keep one precision sets dtype when it is made)")
+
+
+def warn_precision_moved(cfg: OELConfig, registry: Registry, console: Console) -> None:
+    """`precision_moved`, said by every command that goes on with a run's weights: `oel loop`, `oel play` and
+    `oel consolidate`."""
+    dtype = dtype_name(resolve_dtype(cfg.dtype, resolve_device(cfg.device)))
+    if moved := precision_moved(registry, dtype):
+        console.print(f"[yellow]warning:[/] {moved}")
 
 
 def write_run_config(cfg: OELConfig, run_dir: Path) -> None:
@@ -228,8 +236,7 @@ def _run_loop(cfg: OELConfig, run_dir: Path, rows: list[dict], console: Console)
         policy = load_policy(cfg, registry, current)
         runtime = policy.runtime()
         console.print(f"policy on {runtime['device']} in {runtime['dtype']} ({runtime['attention']} attention)")
-        if moved := precision_moved(registry, runtime["dtype"]):
-            console.print(f"[yellow]warning:[/] {moved}")
+        warn_precision_moved(cfg, registry, console)
         if not rows:
             console.print(f"[bold]round 0[/]: evaluating {policy.name} on {len(suites.validation)} validation "
                           f"and {len(suites.test)} test games")
@@ -474,6 +481,7 @@ def consolidate_once(run_dir: str | Path, console: Console | None = None) -> dic
     # The lock is held from the first read of the memory to the last write, so two consolidations never
     # measure, train on or prune the same items at once.
     with ranks.leading(on_cpu) as send, consolidation_lock(run_dir):
+        warn_precision_moved(cfg, registry, console)
         suites = prepare_games(cfg, run_dir, rounds=1)  # the gate needs validation games: made if `oel play` made none
         episodes = logged_episodes(run_dir)
         if not episodes:

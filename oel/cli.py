@@ -155,7 +155,8 @@ def play(
     play_cfg = dataclasses.replace(cfg, max_steps=max_steps) if max_steps is not None else cfg
     _quiet()
     from agent.rollout import play_games, seed_base
-    from consolidation.loop import check_worker_name, load_policy, next_round, open_run, reflection_policy, worker_log
+    from consolidation.loop import (check_worker_name, load_policy, next_round, open_run, reflection_policy,
+                                    warn_precision_moved, worker_log)
     from memory.reflection import Reflector
 
     if worker is not None:
@@ -167,6 +168,7 @@ def play(
         remember_run(run_dir)
         to_play = to_play or _run_train_games(cfg, run_dir, games or 4)
         policy = load_policy(cfg, registry, registry.current())
+        warn_precision_moved(cfg, registry, console)
         writer = reflection_policy(cfg, policy) if reflect else None
         reflector = Reflector(writer, memory, cfg, writer.name) if reflect else None
         if worker is None:

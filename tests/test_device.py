@@ -117,7 +117,9 @@ def test_a_run_that_goes_on_in_another_precision_says_so(tmp_path):
     import json
 
     from consolidation.checkpoints import Registry
-    from consolidation.loop import precision_moved
+    from rich.console import Console
+
+    from consolidation.loop import precision_moved, warn_precision_moved
 
     registry = Registry(tmp_path / "checkpoints")
     assert precision_moved(registry, "bfloat16") is None  # no checkpoint yet: nothing to compare with
@@ -127,3 +129,10 @@ def test_a_run_that_goes_on_in_another_precision_says_so(tmp_path):
             {"version": version, "status": "promoted", "runtime": {"device": "cpu", "dtype": dtype}}))
     assert precision_moved(registry, "float32") is None  # the newest checkpoint's precision counts
     assert "trained in float32, and it goes on in bfloat16" in precision_moved(registry, "bfloat16")
+    # What `oel loop`, `oel play` and `oel consolidate` print: the precision their settings give here.
+    console = Console(record=True, width=400)
+    warn_precision_moved(OELConfig(dtype="bfloat16", device="cpu"), registry, console)
+    assert "warning: this run's newest checkpoint was trained in float32" in console.export_text()
+    console = Console(record=True, width=400)
+    warn_precision_moved(OELConfig(dtype="float32", device="cpu"), registry, console)
+    assert console.export_text() == ""
