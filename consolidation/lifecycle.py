@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from consolidation.checkpoints import Registry
-from memory.store import Memory, open_memory
+from memory.store import Memory, no_memory_at, open_memory
 from oel.config import OELConfig, load_run_config
 from oel.errors import OELError
 from oel.jsonl import open_append, read_jsonl
@@ -104,16 +104,22 @@ def forget_in_run(run_dir: str | Path, item_ids: list[str], reason: str = "forgo
         return forget(registry, memory, item_ids, reason=sanitize(reason, 200) or "forgotten", ledger=run.forgotten)
 
 
-def open_run_memory(run_dir: str | Path, memory_url: str | None = None, write: bool = False) -> Memory:
+def open_run_memory(run_dir: str | Path, memory_url: str | None = None, write: bool = False,
+                    create: bool = False) -> Memory:
     """The memory of the run at `run_dir`, with the run's own settings (its Chroma server if it uses one),
     or `memory_url` instead. What the CLI's `oel memory` commands and the inspector page open: reading takes
-    a snapshot, writing takes the writer lock."""
+    a snapshot, writing takes the writer lock. Only `create` (an import) makes a memory where there is none:
+    a mistyped --run-dir is an error, never a new empty memory."""
     cfg_path = RunDir(run_dir).config
     cfg = OELConfig.from_file(cfg_path) if cfg_path.is_file() else OELConfig()
     if memory_url:
         cfg.memory_url = memory_url
+    path = RunDir(run_dir).memory
     if write and not cfg.memory_url:
-        RunDir(run_dir).memory.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.is_dir():
+            raise no_memory_at(path)
     return open_memory(cfg, run_dir, read_only=not write)
 
 

@@ -146,6 +146,11 @@ def _query(collection, **kwargs) -> dict:
     return collection.query(**kwargs)
 
 
+
+def no_memory_at(path: Path) -> OELError:
+    """The error for a command that needs a memory where there is none (it never makes an empty one)."""
+    return OELError(f"no memory at {path}: run `oel loop` or `oel play` first, or check --run-dir")
+
 class Memory:
     """Open a memory directory (`path`) or a Chroma server (`url`). `read_only` skips the writer lock."""
 
@@ -171,7 +176,7 @@ class Memory:
                 raise OELError("memory needs a directory path or a server url")
             path = Path(path)
             if read_only and not path.is_dir():
-                raise OELError(f"no memory at {path}: run `oel loop` or `oel play` first, or check --run-dir")
+                raise no_memory_at(path)
             where = path
             if read_only:
                 where = self._snapshot_of(path)

@@ -274,10 +274,10 @@ def ui(run_dir: Path = RunDirOption,
     serve(run_dir, host=host, port=port, allow_writes=allow_writes)
 
 
-def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False):
+def _memory(run_dir: Path, memory_url: str | None = None, write: bool = False, create: bool = False):
     from consolidation.lifecycle import open_run_memory
 
-    return open_run_memory(run_dir, memory_url, write)
+    return open_run_memory(run_dir, memory_url, write, create)
 
 
 MemoryUrl = typer.Option(None, "--memory-url", help="A Chroma server (http://host:port) instead of the run's memory.")
@@ -386,7 +386,7 @@ def memory_export(path: Path, run_dir: Path = RunDirOption, memory_url: Optional
 def memory_import(path: Path, run_dir: Path = RunDirOption, memory_url: Optional[str] = MemoryUrl):
     """Add the items of a JSONL export, keeping their ids and metadata; ids already present are skipped."""
     rows = read_jsonl(path, missing_ok=False)
-    with _memory(run_dir, memory_url, write=True) as memory:
+    with _memory(run_dir, memory_url, write=True, create=True) as memory:
         added, skipped = memory.import_items(rows)
     console.print(f"imported {added} items, skipped {skipped} already present")
 

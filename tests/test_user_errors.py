@@ -232,6 +232,13 @@ def test_read_commands_on_a_directory_that_is_not_a_run(tmp_path):  # case 18
         assert done.stdout == ""
 
 
+def test_write_commands_on_a_directory_that_is_not_a_run_make_no_memory(tmp_path):
+    """A mistyped --run-dir is an error, not a new empty memory there (`memory import` alone makes one)."""
+    for args in (["memory", "restore", "k-1"], ["memory", "prune", "k-1"], ["memory", "delete", "k-1", "--yes"]):
+        one_line_error(oel(*args, "--run-dir", tmp_path / "nowhere"), "no memory at", "nowhere")
+        assert not (tmp_path / "nowhere").exists()
+
+
 def test_escape_sequences_stored_by_an_older_version_are_not_printed_raw(tmp_path):  # case 6
     import chromadb
 
