@@ -96,14 +96,18 @@ def prompt_messages(style: str, objective: str, start: str, history: list[dict],
     return acting_messages(situation_text(objective, history, observation, admissible))
 
 
+def with_context(messages: list[dict], privileged_context: str, template: str = KNOWLEDGE_TEMPLATE) -> list[dict]:
+    """The prompt with a context put before the situation, in the last user message, exactly as TRL's SDFT
+    composes its teacher prompt: the consolidation teacher's prompt (an empty context still fills the template)."""
+    last = messages[-1]
+    return messages[:-1] + [{**last, "content": template.format(prompt=last["content"], privileged_context=privileged_context)}]
+
+
 def with_knowledge(messages: list[dict], knowledge: list[str]) -> list[dict]:
-    """The prompt with the knowledge put before the situation, in the last user message: where acting with
-    memory and the consolidation teacher put it (TRL's SDFT composes its teacher prompt the same way)."""
+    """The prompt with the knowledge put before the situation (`with_context`), as acting with memory puts it;
+    unchanged when there is none."""
     block = knowledge_block(list(knowledge))
-    if not block:
-        return messages
-    content = KNOWLEDGE_TEMPLATE.format(privileged_context=block, prompt=messages[-1]["content"])
-    return messages[:-1] + [{**messages[-1], "content": content}]
+    return with_context(messages, block) if block else messages
 
 
 def retrieval_query(messages: list[dict]) -> str:

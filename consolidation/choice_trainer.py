@@ -17,16 +17,10 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
+from agent.prompts import with_context
 from agent.scoring import batch_candidate_logprobs
 from agent.templates import render_prompt
 from consolidation.losses import choice_kl
-
-
-def teacher_messages(messages: list[dict], privileged_context: str, template: str) -> list[dict]:
-    """The prefix with the knowledge put before the situation, exactly as TRL's SDFT composes it."""
-    last = messages[-1]
-    return messages[:-1] + [{**last, "content": template.format(prompt=last["content"],
-                                                                   privileged_context=privileged_context)}]
 
 
 class ChoiceDistillTrainer(Trainer):
@@ -44,7 +38,7 @@ class ChoiceDistillTrainer(Trainer):
 
     def teacher_logprobs(self, model, rows: list[dict]) -> list[torch.Tensor]:
         """The frozen teacher's scores of each row's commands: those not seen yet, in one batch."""
-        keys = [(self.render(teacher_messages(r["prompt"], r["privileged_context"], self.teacher_template)),
+        keys = [(self.render(with_context(r["prompt"], r["privileged_context"], self.teacher_template)),
                  tuple(r["candidates"])) for r in rows]
         new = list(dict.fromkeys(k for k in keys if k not in self.teacher_cache))
         if new:

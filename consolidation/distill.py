@@ -26,9 +26,9 @@ from pathlib import Path
 from oel.progress import progress
 from transformers import PrinterCallback, TrainerCallback
 
-from agent.prompts import KNOWLEDGE_TEMPLATE
+from agent.prompts import KNOWLEDGE_TEMPLATE, with_context
 from agent.templates import template_switches
-from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
+from consolidation.choice_trainer import ChoiceDistillTrainer
 from oel.config import OELConfig
 
 TEACHER_TEMPLATE = KNOWLEDGE_TEMPLATE
@@ -124,7 +124,7 @@ def _sft_trainer(policy, rows, cfg, common, lora):
 
     data = []
     for row in progress(rows, desc="teacher samples", unit="prefix"):
-        prompt = policy.render(teacher_messages(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
+        prompt = policy.render(with_context(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
         if objective(cfg) == "choices":
             answer = policy.choose(prompt, row["candidates"], cfg.temperature, cfg.greedy).command
         else:

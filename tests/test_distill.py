@@ -72,7 +72,8 @@ def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_togethe
     from transformers import TrainingArguments
 
     from agent.scoring import candidate_logprobs
-    from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
+    from agent.prompts import with_context
+    from consolidation.choice_trainer import ChoiceDistillTrainer
     from consolidation.distill import TEACHER_TEMPLATE
     from consolidation.losses import choice_kl
 
@@ -91,7 +92,7 @@ def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_togethe
         student = candidate_logprobs(model, policy.tokenizer, trainer.render(r["prompt"]), r["candidates"], policy.end_ids)
         with torch.no_grad(), model.disable_adapter():
             teacher = candidate_logprobs(model, policy.tokenizer, trainer.render(
-                teacher_messages(r["prompt"], r["privileged_context"], TEACHER_TEMPLATE)), r["candidates"], policy.end_ids)
+                with_context(r["prompt"], r["privileged_context"], TEACHER_TEMPLATE)), r["candidates"], policy.end_ids)
         reference.append(choice_kl(student, teacher, 1.0))
     assert torch.allclose(loss, torch.stack(reference).mean(), atol=1e-4)
     assert loss.requires_grad
@@ -126,7 +127,7 @@ def test_sdft_teacher_sees_the_whole_prompt_however_long_the_knowledge(tiny_mode
     prompt and all of its knowledge, as acting with memory does."""
     from transformers import TrainerCallback
 
-    from consolidation.choice_trainer import teacher_messages
+    from agent.prompts import with_context
     from consolidation.distill import TEACHER_TEMPLATE, make_trainer
 
     policy = Policy.load(str(tiny_model_dir))
@@ -135,7 +136,7 @@ def test_sdft_teacher_sees_the_whole_prompt_however_long_the_knowledge(tiny_mode
               "privileged_context": knowledge, "candidates": ["go east", "look"]}
     cfg = OELConfig(model=str(tiny_model_dir), distill_steps=1, distill_batch_size=1, distill_max_new_tokens=4,
                     distill_topk=16, distill_objective="tokens")
-    full = policy.tokenizer.apply_chat_template(teacher_messages(record["prompt"], knowledge, TEACHER_TEMPLATE),
+    full = policy.tokenizer.apply_chat_template(with_context(record["prompt"], knowledge, TEACHER_TEMPLATE),
                                                 add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     assert len(full) > 1000  # far beyond TRL's default cut
 

@@ -103,10 +103,7 @@ def test_frozenlake_win_is_detected(tmp_path):
 
 
 def test_ood_suite_holds_whole_challenge_types_apart():
-    import pytest
-
-    from agent.games import GameSpec, ood_specs, suite_specs
-    from oel.errors import OELError
+    from agent.games import ood_specs
 
     trained = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
     specs = ood_specs(["ta-frozenlake", "tw-simple"], trained, 4, seed=0)

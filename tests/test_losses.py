@@ -7,8 +7,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import TrainingArguments
 
 from agent.policy import Policy
-from agent.prompts import acting_messages, knowledge_block
-from consolidation.choice_trainer import ChoiceDistillTrainer, teacher_messages
+from agent.prompts import acting_messages, knowledge_block, with_context
+from consolidation.choice_trainer import ChoiceDistillTrainer
 from consolidation.distill import TEACHER_TEMPLATE
 from consolidation.losses import choice_kl
 from tests.conftest import naive_scores
@@ -54,7 +54,7 @@ def test_choice_trainer_loss_on_a_tiny_model(tiny_model_dir, tmp_path):
     model = get_peft_model(policy.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"],
                                                     init_lora_weights=False, task_type="CAUSAL_LM"))
     policy.model = model
-    teacher_prompt = policy.render(teacher_messages(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
+    teacher_prompt = policy.render(with_context(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
     assert teacher_prompt.index("Take the coin first.") < teacher_prompt.index("Objective:")
     # Hand computation with full forward passes: student with its adapter, teacher with the adapter off.
     student = naive_scores(policy, policy.render(row["prompt"]), row["candidates"]).tolist()
