@@ -10,10 +10,9 @@ from pathlib import Path
 from rich.console import Console
 
 from agent.games import make_suite, ood_specs, split_specs
-from bench.common import summary
 from oel.stats import paired_p, wilson
 from consolidation.checkpoints import Registry
-from consolidation.evaluate import evaluate
+from consolidation.evaluate import evaluate, summary
 from consolidation.loop import load_policy, run_loop
 from oel.config import OELConfig
 from oel.files import write_atomic

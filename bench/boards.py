@@ -20,8 +20,8 @@ from rich.table import Table
 
 from agent.games import SuiteBook, make_suite, split_specs
 from agent.policy import Policy
-from bench.common import pct, summary
-from consolidation.evaluate import evaluate
+from bench.common import pct
+from consolidation.evaluate import evaluate, summary
 from oel.config import DEFAULT_MODEL, OELConfig
 from oel.errors import OELError, one_line_errors
 

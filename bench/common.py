@@ -1,5 +1,5 @@
 """What the benches share: `--set` options, the docs sections they write, the machine they ran on, and how
-they keep and print an evaluation (the statistics themselves are `oel.stats`)."""
+they print a result (an evaluation is kept as `consolidation.evaluate.summary`; the statistics are `oel.stats`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import platform
 from pathlib import Path
 
-from oel.stats import wilson
 
 
 def print_result(result: dict, as_json: bool) -> None:
@@ -69,14 +68,6 @@ def device_description(runtime: dict) -> dict:
     else:
         runtime["device"] += f" x{torch.get_num_threads()} threads ({platform.machine()})"
     return runtime
-
-
-def summary(e: dict) -> dict:
-    """What the bench keeps of an evaluation (`consolidation.evaluate.evaluate`): success with its Wilson
-    interval, costs, and the per-game outcomes for paired tests."""
-    return {"success": e["success"], "n_games": e["n_games"], "ci95": wilson(e["success"] * e["n_games"], e["n_games"]),
-            "steps": e["steps"], "tokens_per_episode": e["tokens_per_episode"], "wins": e["wins"],
-            "invalid_per_episode": e["invalid_per_episode"]}
 
 
 def pct(x: float | None, ci: list[float] | None = None) -> str:

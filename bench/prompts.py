@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.policy import Policy
-from bench.common import pct, summary, validation_comparison
+from bench.common import pct, validation_comparison
 from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
-from consolidation.evaluate import evaluate, teacher_sources
+from consolidation.evaluate import evaluate, summary, teacher_sources
 from oel.config import ACTING_PROMPTS, OELConfig
 from oel.errors import one_line_errors
 from oel.files import write_atomic

@@ -38,11 +38,11 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.games import make_suite, split_specs
-from bench.common import pct, settings, summary, write_docs
+from bench.common import pct, settings, write_docs
 from oel.stats import gained_lost, paired_p
 from consolidation.checkpoints import Registry
 from consolidation.dataset import load_trajectories
-from consolidation.evaluate import evaluate, teacher_sources
+from consolidation.evaluate import evaluate, summary, teacher_sources
 from consolidation.loop import load_policy
 from consolidation.utility import measure_utilities
 from memory.store import Memory

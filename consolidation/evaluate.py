@@ -36,6 +36,13 @@ def evaluate(policy, games: list[tuple[Path, str]], cfg: OELConfig, memory=None,
     }
 
 
+def summary(evaluation: Evaluation) -> dict:
+    """An evaluation without its episodes: what a bench's JSON keeps (a round row renames `success`,
+    `consolidation.loop.summary`). `wins` is each game's outcome (1/0) in the suite's order, so two policies
+    can be compared game by game (a paired test)."""
+    return {k: v for k, v in evaluation.items() if k != "episodes"}
+
+
 def teacher_sources(context: str, memory, episodes: list[LoggedEpisode], cfg: OELConfig) -> dict:
     """`evaluate`'s `memory`, `retrieval` and `knowledge_for` for a teacher that sees `context` (a
     `teacher_context` value, or "none"): the items it retrieves, the train `episodes` of the game's family

@@ -46,6 +46,7 @@ from consolidation.checkpoints import Registry
 from consolidation.dataset import build_dataset, fingerprint, load_trajectories
 from consolidation.distill import distill
 from consolidation.evaluate import evaluate, teacher_sources
+from consolidation.evaluate import summary as evaluation_summary  # a round row renames one key
 from consolidation.lifecycle import forgotten_sources, gate_status, prune_absorbed, replaced
 from consolidation.report import plot_rounds, read_rounds, rounds_table
 from consolidation.utility import measure_utilities
@@ -430,11 +431,10 @@ def consolidate(cfg: OELConfig, run_dir: Path, registry: Registry, records: list
 
 
 def summary(evaluation: Evaluation) -> dict:
-    """The figures a round row and a checkpoint manifest keep of an evaluation. `wins` is each game's
-    outcome (1/0) in the suite's order, so two policies can be compared game by game (a paired test)."""
-    return {"success_no_memory": evaluation["success"], "ci95": evaluation["ci95"], "steps": evaluation["steps"],
-            "tokens_per_episode": evaluation["tokens_per_episode"], "n_games": evaluation["n_games"],
-            "wins": evaluation["wins"], "invalid_per_episode": evaluation["invalid_per_episode"]}
+    """The figures a round row and a checkpoint manifest keep of an evaluation: `evaluate.summary`, with the
+    success named for what it is (the policy played without memory)."""
+    kept = evaluation_summary(evaluation)
+    return {"success_no_memory": kept.pop("success"), **kept}
 
 
 @contextmanager
