@@ -10,7 +10,6 @@ import platform
 from pathlib import Path
 
 
-
 def print_result(result: dict, as_json: bool) -> None:
     """A bench's figures: one JSON line with --json, else one `key value` line each."""
     if as_json:

@@ -146,10 +146,10 @@ def _query(collection, **kwargs) -> dict:
     return collection.query(**kwargs)
 
 
-
 def no_memory_at(path: Path) -> OELError:
     """The error for a command that needs a memory where there is none (it never makes an empty one)."""
     return OELError(f"no memory at {path}: run `oel loop` or `oel play` first, or check --run-dir")
+
 
 class Memory:
     """Open a memory directory (`path`) or a Chroma server (`url`). `read_only` skips the writer lock."""
