@@ -31,6 +31,12 @@ ARENA_OPTIONS = {
     "ta-sokoban": {"size": 6, "boxes": 1, "max-turns": 30},
 }
 MOVES = ["[up]", "[down]", "[left]", "[right]"]
+MAKE_ROOM_ROUNDS = 1
+"""How many rounds of 1000 rooms TextArena's Sokoban may try when a *new* game is made (its own default is 50,
+at about half a second a round). Every board our benches and tests use came from the first round (bench
+settings up to 8x8 with 3 boxes need at most 52 rooms), so one round makes the same boards, and a setting
+no seed can make fails in about 0.5 s a seed instead of 25 s. A game file that exists is played with
+TextArena's default, so a board made before this limit still opens."""
 
 
 def arena_settings(family: str, options: dict[str, str] | tuple = ()) -> dict:
@@ -62,21 +68,22 @@ def write_arena_game(family: str, options: tuple, seed: int, path: Path) -> Path
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(json.dumps(game))
     try:
-        board(tmp, path.stem)  # TextArena may fail to generate a room for some seeds: such a game is never cached
+        board(tmp, path.stem, rounds=MAKE_ROOM_ROUNDS)  # TextArena may fail to generate a room for some seeds: such a game is never cached
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def board(game_file: Path, name: str | None = None) -> str:
-    """The game's first board, as the player sees it: two game files with the same board are the same game."""
+def board(game_file: Path, name: str | None = None, rounds: int | None = None) -> str:
+    """The game's first board, as the player sees it: two game files with the same board are the same game.
+    `rounds` limits Sokoban's room generation (`MAKE_ROOM_ROUNDS`); None keeps TextArena's default."""
     import contextlib
     import io
 
     with contextlib.redirect_stdout(io.StringIO()):  # TextArena prints warnings on stdout
         try:
-            return TextArenaEnv(game_file).reset().text
+            return TextArenaEnv(game_file, room_rounds=rounds).reset().text
         except OELError:
             raise
         except Exception as err:  # noqa: BLE001 - whatever the generator raises, this board cannot be made
@@ -84,7 +91,8 @@ def board(game_file: Path, name: str | None = None) -> str:
 
 
 class TextArenaEnv:
-    def __init__(self, game_file: str | Path, family: str | None = None, max_steps: int = 100):
+    def __init__(self, game_file: str | Path, family: str | None = None, max_steps: int = 100,
+                 room_rounds: int | None = None):
         import textarena as ta
 
         path = Path(game_file)
@@ -102,9 +110,10 @@ class TextArenaEnv:
         self.family = family or spec["family"]
         self.game_file = path
         self._objective = ""
+        self._reset_options = {} if room_rounds is None or "dim_room" not in settings else {"max_retries": room_rounds}
 
     def reset(self) -> Observation:
-        self._env.reset(num_players=1, seed=self.seed)
+        self._env.reset(num_players=1, seed=self.seed, **self._reset_options)
         _, messages = self._env.get_observation()
         texts = [m[1] if isinstance(m, tuple) else str(m) for m in messages]
         # The first message is the game's instructions (our objective); the last is the current board.

@@ -243,10 +243,12 @@ def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str =
     book = book or SuiteBook.empty()
     paths = []
     for spec in progress(specs, desc=f"making {desc} games", unit="game"):
+        made_any = False
         for k in range(MAX_REPLACEMENTS + 1):
             candidate = spec.at_seed(spec.seed + k * REPLACEMENT_STRIDE)
             try:
                 path = make_game(candidate, cache_dir)
+                made_any = True
                 met = book.take(path, desc)
                 reason = None if met is None else f"the same game as {met}"
             except GameNotMade as err:
@@ -258,6 +260,9 @@ def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str =
             book.skipped.append({"split": desc, "game": candidate.name, "reason": reason, "replaced_by_seed": replacement})
             warn(f"skipped {candidate.name} ({desc}): {reason}; trying seed {replacement}")
         else:
+            if not made_any:  # not a crowded setting: one the generator cannot make at all
+                raise OELError(f"no {spec.challenge} game could be made in {MAX_REPLACEMENTS + 1} seeds from {spec.seed}: "
+                               f"{reason} (change the options: a larger board or world, fewer boxes or a shorter quest)")
             raise OELError(f"no new {spec.challenge} game in {MAX_REPLACEMENTS + 1} seeds from {spec.seed}: "
                            "these options allow few distinct games (a larger board or world gives more)")
     return paths
