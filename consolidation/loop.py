@@ -182,7 +182,10 @@ def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None,
     if "train" in splits:
         for r in range(1, (rounds or cfg.rounds) + 1):
             if r not in suites.train:
-                suites.train[r], made = suite("train", cfg.train_games, r), True
+                # Without fresh games every round replays round 1's games themselves: made again through the
+                # book, they would be skipped as repeats and replaced, which is fresh games after all.
+                replay = not cfg.fresh_games and r > 1 and 1 in suites.train
+                suites.train[r], made = list(suites.train[1]) if replay else suite("train", cfg.train_games, r), True
     if made:
         write_atomic(RunDir(run_dir).games, json.dumps(suites.to_json(), indent=2))
     return suites

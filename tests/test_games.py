@@ -141,3 +141,21 @@ def test_a_run_can_train_and_test_on_the_users_own_game_folders(tmp_path, coin_g
     assert Suites.read(run).test == suites.test  # recorded: a resumed run plays the same games
     with pytest.raises(OELError, match="no game file matches"):
         prepare_games(OELConfig(train_files=[str(tmp_path / "nothing*.z8")]), tmp_path / "other")
+
+
+def test_without_fresh_games_every_round_replays_round_ones_games(tmp_path, monkeypatch):
+    from consolidation.loop import prepare_games
+    from oel.config import OELConfig
+
+    monkeypatch.setenv("OEL_CACHE", str(tmp_path / "cache"))
+    lake = ["ta-frozenlake:size=4,holes=3"]
+    run = tmp_path / "run"
+    run.mkdir()
+    same = prepare_games(OELConfig(challenges=lake, fresh_games=False, train_games=2, rounds=3,
+                                   test_games=1, validation_games=1), run)
+    assert same.train[2] == same.train[3] == same.train[1]  # not replaced as repeats of round 1
+    assert not [s for s in same.skipped if s["split"].startswith("train round")]
+    (tmp_path / "fresh").mkdir()
+    fresh = prepare_games(OELConfig(challenges=lake, train_games=2, rounds=2, test_games=1, validation_games=1),
+                          tmp_path / "fresh")
+    assert not {p for p, _ in fresh.train[1]} & {p for p, _ in fresh.train[2]}
