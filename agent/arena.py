@@ -68,7 +68,8 @@ def write_arena_game(family: str, options: tuple, seed: int, path: Path) -> Path
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(json.dumps(game))
     try:
-        board(tmp, path.stem, rounds=MAKE_ROOM_ROUNDS)  # TextArena may fail to generate a room for some seeds: such a game is never cached
+        # TextArena may fail to generate a room for some seeds: such a game is never cached.
+        board(tmp, path.stem, rounds=MAKE_ROOM_ROUNDS)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -261,8 +261,9 @@ def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str =
             warn(f"skipped {candidate.name} ({desc}): {reason}; trying seed {replacement}")
         else:
             if not made_any:  # not a crowded setting: one the generator cannot make at all
-                raise OELError(f"no {spec.challenge} game could be made in {MAX_REPLACEMENTS + 1} seeds from {spec.seed}: "
-                               f"{reason} (change the options: a larger board or world, fewer boxes or a shorter quest)")
+                raise OELError(f"no {spec.challenge} game could be made in {MAX_REPLACEMENTS + 1} seeds from "
+                               f"{spec.seed}: {reason} (change the options: a larger board or world, fewer boxes "
+                               "or a shorter quest)")
             raise OELError(f"no new {spec.challenge} game in {MAX_REPLACEMENTS + 1} seeds from {spec.seed}: "
                            "these options allow few distinct games (a larger board or world gives more)")
     return paths
