@@ -169,8 +169,8 @@ def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None,
         files = {"train": cfg.train_files, "validation": cfg.validation_files, "test": cfg.test_files}[split]
         if files:
             files = expand_game_files(files)  # held-out splits play every file given, train `n` a round
-            return user_suite(files, n, r if cfg.fresh_games else 1) if split == "train" else user_suite(files, len(files))
-        specs = split_specs(cfg.challenges, n, cfg.seed, split, r, cfg.fresh_games)
+            return user_suite(files, n, r) if split == "train" else user_suite(files, len(files))
+        specs = split_specs(cfg.challenges, n, cfg.seed, split, r)
         label = f"train round {r}" if split == "train" else split
         return list(zip(make_suite(specs, desc=label, book=book), [s.env_family for s in specs]))
 
@@ -182,9 +182,9 @@ def prepare_games(cfg: OELConfig, run_dir: Path, rounds: int | None = None,
     if "train" in splits:
         for r in range(1, (rounds or cfg.rounds) + 1):
             if r not in suites.train:
-                # Without fresh games every round replays round 1's games themselves: made again through the
-                # book, they would be skipped as repeats and replaced, which is fresh games after all.
-                replay = not cfg.fresh_games and r > 1 and 1 in suites.train
+                # Without fresh games every round replays round 1's games themselves (the one home of that
+                # rule): made again through the book, they would be skipped as repeats and replaced.
+                replay = not cfg.fresh_games and r > 1  # round 1 is always made or read first
                 suites.train[r], made = list(suites.train[1]) if replay else suite("train", cfg.train_games, r), True
     if made:
         write_atomic(RunDir(run_dir).games, json.dumps(suites.to_json(), indent=2))
