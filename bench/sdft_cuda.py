@@ -1,22 +1,21 @@
 """Why does generate-mode consolidation (TRL SDFT) stop on CUDA? One variant of it per call, with checks.
 
-On an H100 in bfloat16, round 1's SDFT consolidation stopped at its first step with a device-side assert in
-the student's sampling ("probability tensor contains either `inf`, `nan` or element < 0"; docs/BENCHMARKS.md).
-This script runs that consolidation (`consolidation.distill.distill`, the product's own path) on saved
+On an H100 in bfloat16, round 1's SDFT consolidation once stopped at its first step with a device-side assert
+in the student's sampling ("probability tensor contains either `inf`, `nan` or element < 0"; docs/BENCHMARKS.md).
+This script runs that consolidation (`consolidation.distill.distill`, the product's own path) on a run's
 records, with one change per variant, and checks what a device-side assert would hide:
 
-- every `torch.multinomial` call is checked on the host first, so a bad distribution is reported (which
-  rows, at which generated position) as a Python error instead of poisoning the CUDA context;
-- the logits of every forward pass of generation are checked for NaN/inf, separately at the real tokens and
-  at the left padding of each row, and at the last position (the one sampled from).
+- every `torch.multinomial` call is checked on the host first, so a bad distribution is reported (which rows,
+  how much left padding each had) as a Python error instead of poisoning the CUDA context;
+- the logits of every forward pass are checked for NaN/inf, per row and at the sampled (last) position.
 
-    python -m bench.sdft_cuda --records R.json --variant as_run --steps 4
+    python -m bench.sdft_cuda --run runs/demo --round 1 --variant as_run --steps 4
+    python -m bench.sdft_cuda --records records.json --variant eager
 
-Variants: as_run (bf16, SDPA, TRL's sampling as configured), eager (bf16, eager attention), float32 (fp32
-weights, SDPA), one_row (bf16, SDPA, batch size 1: no padding), prompt512 (bf16, SDPA, prompts cut to their last 512 tokens,
-as TRL did before commit 427d0d2, when the assert was seen), probe (no training: the first batch's
-student prompts generated with the trainer's generation settings, in eval and in train mode).
-It prints one line `RESULT <variant> ok|fail <detail>` at the end.
+Variants: as_run (the configured device and dtype), eager (eager attention), float32 (fp32 weights), one_row
+(batch size 1: no padding), prompt512 (prompts cut to their last 512 tokens, as TRL did before commit 427d0d2,
+when the assert was seen), probe (no training: the first batch's student prompts generated with the trainer's
+sampling settings, in eval and in train mode). The last line is `RESULT <variant> ok|fail <detail>`.
 """
 
 from __future__ import annotations
@@ -27,63 +26,109 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-FINDINGS: dict = {"bad_logits": [], "pads": None}
+from oel.config import DEFAULT_MODEL
+
+VARIANTS = ["as_run", "eager", "float32", "one_row", "prompt512", "probe"]
 
 
-def check_multinomial():
+class Findings:
+    """What the checks saw: logits with NaN/inf, and the left padding of the batch being sampled."""
+
+    def __init__(self):
+        self.bad_logits: list[dict] = []
+        self.pads: list[int] | None = None
+
+
+@contextmanager
+def checked_sampling(findings: Findings):
+    """`torch.multinomial` refuses a bad distribution with a Python error that names its rows."""
     original = torch.multinomial
 
     def checked(probs, *args, **kwargs):
-        finite = torch.isfinite(probs).all(dim=-1) & (probs >= 0).all(dim=-1)
-        if not bool(finite.all()):
-            rows = (~finite).nonzero().flatten().tolist()
-            raise RuntimeError(f"bad sampling distribution in rows {rows} of {probs.shape[0]}; "
-                               f"left pads per row {FINDINGS['pads']}; first bad logits {FINDINGS['bad_logits'][:3]}")
+        good = torch.isfinite(probs).all(dim=-1) & (probs >= 0).all(dim=-1)
+        if not bool(good.all()):
+            raise RuntimeError(f"bad sampling distribution in rows {(~good).nonzero().flatten().tolist()} of "
+                               f"{probs.shape[0]}; left padding per row {findings.pads}; "
+                               f"first bad logits {findings.bad_logits[:3]}")
         return original(probs, *args, **kwargs)
 
     torch.multinomial = checked
+    try:
+        yield
+    finally:
+        torch.multinomial = original
 
 
-def watch_logits(model):
-    """Record forward passes whose logits hold NaN/inf: at real tokens, at padding, at the sampled position."""
+@contextmanager
+def watched_logits(model, findings: Findings):
+    """Record forward passes whose logits hold NaN/inf: which rows, and which at the sampled position."""
     def hook(module, inputs, output):
-        logits = output if torch.is_tensor(output) else output[0]
-        bad = ~torch.isfinite(logits.float()).all(dim=-1)  # [batch, positions]
-        if bool(bad.any()) and len(FINDINGS["bad_logits"]) < 20:
-            FINDINGS["bad_logits"].append({"shape": list(logits.shape), "rows": bad.any(dim=1).nonzero().flatten().tolist(),
-                                           "last_position_bad_rows": bad[:, -1].nonzero().flatten().tolist(),
-                                           "bad_positions_row0": bad[0].nonzero().flatten().tolist()[:8]})
-    return model.get_output_embeddings().register_forward_hook(hook)
+        bad = ~torch.isfinite(output.float()).all(dim=-1)  # [batch, positions]
+        if bool(bad.any()) and len(findings.bad_logits) < 20:
+            findings.bad_logits.append({"shape": list(output.shape), "rows": bad.any(dim=1).nonzero().flatten().tolist(),
+                                        "sampled_position_rows": bad[:, -1].nonzero().flatten().tolist()})
+    handle = model.get_output_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
-def load(variant: str):
-    from agent.policy import Policy
+@contextmanager
+def recorded_padding(findings: Findings, cut_prompts_at: int | None):
+    """Note each student batch's left padding; optionally bring back TRL's old cut of every prompt."""
+    import trl.experimental.sdft as sdft
+    from trl.experimental.sdft import SDFTTrainer
 
-    policy = Policy.load(dtype="float32" if variant == "float32" else "auto")
-    if variant == "eager":
-        policy.model.set_attn_implementation("eager")
-    return policy
+    generate, config = SDFTTrainer._generate_transformers, sdft.SDFTConfig
+
+    def recording(self, prompt_ids):
+        width = max(map(len, prompt_ids))
+        findings.pads = [width - len(p) for p in prompt_ids]
+        return generate(self, prompt_ids)
+
+    SDFTTrainer._generate_transformers = recording
+    if cut_prompts_at is not None:  # consolidation.distill imports SDFTConfig from the module when it builds
+        sdft.SDFTConfig = lambda **kw: config(**{**kw, "max_prompt_length": cut_prompts_at})
+    try:
+        yield
+    finally:
+        SDFTTrainer._generate_transformers, sdft.SDFTConfig = generate, config
 
 
-def probe(policy, records, cfg):
-    """Generation alone, on the first batch's prompts, as TRL's trainer would sample them."""
+def run_records(run_dir: Path, r: int) -> list[dict]:
+    """Round r's consolidation records of a run, as `oel consolidate` builds them (memory read-only)."""
+    from consolidation.dataset import build_dataset, load_trajectories
+    from memory.store import Memory
+    from oel.config import load_run_config
+    from oel.rundir import RunDir
+
+    run = RunDir(run_dir)
+    logs = [run.round_log(r), *run.worker_logs(r)]
+    with Memory(run.memory, read_only=True) as memory:
+        records, _ = build_dataset(load_trajectories([p for p in logs if p.is_file()]), memory, load_run_config(run_dir))
+    return records
+
+
+def probe(policy, records, cfg, findings: Findings) -> None:
+    """Generation alone, on the first batch's prompts, with the trainer's sampling settings."""
     from transformers import GenerationConfig
 
     from agent.templates import template_switches
 
-    prompts = [policy.tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True,
-                                                     **template_switches(policy.tokenizer, cfg.thinking, policy.name))
+    switches = template_switches(policy.tokenizer, cfg.thinking, policy.name)
+    prompts = [policy.tokenizer(policy.tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True,
+                                                                     **switches), add_special_tokens=False).input_ids
                for r in records[:cfg.distill_batch_size]]
-    prompts = [p["input_ids"] if isinstance(p, dict) or hasattr(p, "keys") else p for p in prompts]
-    width = max(map(len, prompts))
-    pad = policy.tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=policy.model.device)
+    width, pad = max(map(len, prompts)), policy.tokenizer.pad_token_id
+    findings.pads = [width - len(p) for p in prompts]
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=policy.model.device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=policy.model.device)
-    FINDINGS["pads"] = [width - len(p) for p in prompts]
     config = GenerationConfig(max_new_tokens=cfg.distill_max_new_tokens, do_sample=True, pad_token_id=pad,
                               temperature=cfg.distill_temperature, top_p=cfg.distill_top_p, top_k=cfg.distill_top_k,
                               disable_compile=True)
@@ -91,59 +136,54 @@ def probe(policy, records, cfg):
         getattr(policy.model, mode)()
         with torch.no_grad():
             out = policy.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        print(f"probe {mode}: generated {out.shape[1] - width} tokens a row; bad logits so far: {FINDINGS['bad_logits'][:3]}")
+        print(f"probe {mode}: {out.shape[1] - width} tokens generated; bad logits so far: {findings.bad_logits[:3]}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", required=True)
-    parser.add_argument("--variant", default="as_run", choices=["as_run", "eager", "float32", "one_row", "prompt512", "probe"])
-    parser.add_argument("--steps", type=int, default=4)
-    args = parser.parse_args()
-
+def consolidate(policy, records, cfg, variant: str, findings: Findings) -> str:
     from consolidation.distill import distill
+
+    with recorded_padding(findings, 512 if variant == "prompt512" else None), tempfile.TemporaryDirectory() as out:
+        log = distill(policy, records, cfg, Path(out))["log"]
+    steps = [{k: round(v, 4) for k, v in row.items() if isinstance(v, float)} for row in log if "loss" in row]
+    print(json.dumps(steps))
+    return f"{len(steps)} steps, loss {[s.get('loss') for s in steps]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a run directory: its round's records, as `oel consolidate` builds them")
+    source.add_argument("--records", type=Path, help="a JSON list of records (prompt, privileged_context, candidates)")
+    parser.add_argument("--round", type=int, default=1)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--variant", default="as_run", choices=VARIANTS)
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    from agent.policy import Policy
     from oel.config import OELConfig
 
-    records = json.loads(Path(args.records).read_text())
+    records = json.loads(args.records.read_text()) if args.records else run_records(args.run, args.round)
+    if not records:
+        print(f"no records to consolidate in {args.records or args.run} (round {args.round})", file=sys.stderr)
+        return 2
     cfg = OELConfig(action_mode="generate", distill_steps=args.steps,
                     distill_batch_size=1 if args.variant == "one_row" else 4)
-    check_multinomial()
-    started = time.time()
-    policy = load(args.variant)
-    print(f"{args.variant}: {policy.runtime()} torch {torch.__version__}, loaded in {time.time() - started:.1f}s", flush=True)
-    hook = watch_logits(policy.model)
+    started, findings = time.time(), Findings()
+    policy = Policy.load(args.model, dtype="float32" if args.variant == "float32" else "auto")
+    if args.variant == "eager":
+        policy.model.set_attn_implementation("eager")
+    print(f"{args.variant}: {policy.runtime()}, torch {torch.__version__}, {len(records)} records", flush=True)
     try:
-        if args.variant == "probe":
-            probe(policy, records, cfg)
-            detail = f"bad logits {FINDINGS['bad_logits'][:3]}"
-            status = "fail" if FINDINGS["bad_logits"] else "ok"
-        else:
-            from trl.experimental.sdft import SDFTTrainer
-
-            generate = SDFTTrainer._generate_transformers
-
-            def recording(self, prompt_ids):
-                width = max(map(len, prompt_ids))
-                FINDINGS["pads"] = [width - len(p) for p in prompt_ids]
-                return generate(self, prompt_ids)
-
-            SDFTTrainer._generate_transformers = recording
-            if args.variant == "prompt512":
-                import trl.experimental.sdft as sdft
-
-                config = sdft.SDFTConfig
-                sdft.SDFTConfig = lambda **kw: config(**{**kw, "max_prompt_length": 512})
-            with tempfile.TemporaryDirectory() as out:
-                log = distill(policy, records, cfg, Path(out))["log"]
-            steps = [{k: round(v, 4) for k, v in row.items() if isinstance(v, float)} for row in log if "loss" in row]
-            print(json.dumps(steps))
-            status, detail = ("fail", f"bad logits {FINDINGS['bad_logits'][:3]}") if FINDINGS["bad_logits"] else \
-                ("ok", f"{len(steps)} steps, loss {[s.get('loss') for s in steps]}")
-    except Exception as err:  # report it as one line: the point of the script is to see it
+        with checked_sampling(findings), watched_logits(policy.model, findings):
+            detail = "no bad logits" if args.variant == "probe" else consolidate(policy, records, cfg, args.variant, findings)
+            if args.variant == "probe":
+                probe(policy, records, cfg, findings)
+        status = "fail" if findings.bad_logits else "ok"
+        detail = f"bad logits {findings.bad_logits[:3]}" if findings.bad_logits else detail
+    except Exception as err:  # reported as one line: seeing it is the point of the script
         traceback.print_exc(limit=6)
         status, detail = "fail", f"{type(err).__name__}: {str(err)[:600]}"
-    finally:
-        hook.remove()
     print(f"RESULT {args.variant} {status} {detail} ({time.time() - started:.0f}s)", flush=True)
     return 0
 

@@ -151,3 +151,38 @@ def test_sdft_teacher_sees_the_whole_prompt_however_long_the_knowledge(tiny_mode
     trainer.add_callback(Spy())
     trainer.train()
     assert method == "tokens" and seen == [full]
+
+
+def test_sdft_cuda_check_names_the_rows_of_a_bad_distribution():
+    """bench/sdft_cuda.py turns a device-side sampling assert into an error that says which rows were bad."""
+    from bench.sdft_cuda import Findings, checked_sampling
+
+    findings, original = Findings(), torch.multinomial
+    findings.pads = [0, 3]
+    probs = torch.tensor([[0.5, 0.5], [float("nan"), 1.0]])
+    with checked_sampling(findings), pytest.raises(RuntimeError, match=r"rows \[1\] of 2; left padding per row \[0, 3\]"):
+        torch.multinomial(probs, 1)
+    assert torch.multinomial is original  # put back, error or not
+    with checked_sampling(findings):
+        assert torch.multinomial(probs[:1], 1).shape == (1, 1)
+
+
+def test_sdft_cuda_consolidates_a_runs_round_with_every_check(tiny_model_dir, tmp_path, episode, WANDERING, capsys):
+    import json
+
+    from bench.sdft_cuda import main
+    from memory.store import Memory
+    from oel.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.trajectories.mkdir(parents=True)
+    run.config.write_text(json.dumps(OELConfig(model=str(tiny_model_dir)).to_dict()))
+    run.round_log(1).write_text("".join(json.dumps({**episode(WANDERING), "id": f"e{i}"}) + "\n" for i in range(2)))
+    with Memory(run.memory) as memory:
+        memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="e0", outcome="won",
+                   round=1, created_by="hand")
+    assert main(["--run", str(run.root), "--model", str(tiny_model_dir), "--steps", "1"]) == 0
+    result = capsys.readouterr().out.strip().splitlines()[-1]
+    assert result.startswith("RESULT as_run ok 1 steps"), result
+    assert main(["--run", str(tmp_path / "run"), "--round", "2", "--model", str(tiny_model_dir)]) == 2  # no round 2
+    assert "no records to consolidate" in capsys.readouterr().err
