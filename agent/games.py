@@ -113,11 +113,12 @@ def suite_specs(challenges: list[str], n: int, first_seed: int) -> list[GameSpec
     return [GameSpec.parse(challenges[i % len(challenges)], first_seed + i) for i in range(n)]
 
 
-def split_specs(challenges: list[str], n: int, seed: int, split: str, round: int = 1,
-                fresh: bool = True) -> list[GameSpec]:
-    """The `n` games of a split: `train` (of `round`), `validation` or `test` (see the module docstring)."""
+def split_specs(challenges: list[str], n: int, seed: int, split: str, round: int = 1) -> list[GameSpec]:
+    """The `n` games of a split: `train` (of `round`), `validation` or `test` (see the module docstring).
+    Each round's train games are fresh seeds; replaying round 1's games (`fresh_games = false`) is the
+    loop's rule (`consolidation.loop.prepare_games`), not a seed range."""
     if split == "train":
-        return suite_specs(challenges, n, seed + (round - 1) * n if fresh else seed)
+        return suite_specs(challenges, n, seed + (round - 1) * n)
     offsets = {"test": TEST_SEED_OFFSET, "validation": VALIDATION_SEED_OFFSET}
     if split not in offsets:
         raise OELError(f"unknown game split {split!r}; use train, validation or test")
