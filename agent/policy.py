@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,7 +170,10 @@ def merge_adapter(model, adapter_dir: str | Path):
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
         raise OELError(f"adapter not found: {adapter_dir} has no adapter_config.json")
     try:
-        return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        with warnings.catch_warnings():
+            # PEFT asks the model a property that transformers 5 deprecates; the warning is theirs, not the user's.
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     except Exception as err:  # peft raises many types for a damaged adapter
         raise OELError(f"cannot load the adapter in {adapter_dir} (damaged?): {type(err).__name__}: {err}; "
                        "roll back past it with `oel checkpoints rollback`") from None
