@@ -15,7 +15,8 @@ records, with one change per variant, and checks what a device-side assert would
 Variants: as_run (the configured device and dtype), eager (eager attention), float32 (fp32 weights), one_row
 (batch size 1: no padding), prompt512 (prompts cut to their last 512 tokens, as TRL did before commit 427d0d2,
 when the assert was seen), probe (no training: the first batch's student prompts generated with the trainer's
-sampling settings, in eval and in train mode). The last line is `RESULT <variant> ok|fail <detail>`.
+sampling settings, in eval and in train mode). The last line is `RESULT <variant> ok|fail <detail>`;
+the exit code is 0 for ok, 1 for fail, 2 when there are no records to run on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from oel.config import DEFAULT_MODEL
+from oel.errors import OELError
 
 VARIANTS = ["as_run", "eager", "float32", "one_row", "prompt512", "probe"]
 
@@ -163,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     from agent.policy import Policy
     from oel.config import OELConfig
 
-    records = json.loads(args.records.read_text()) if args.records else run_records(args.run, args.round)
+    try:
+        records = json.loads(args.records.read_text()) if args.records else run_records(args.run, args.round)
+    except (OELError, OSError, ValueError) as err:
+        print(f"cannot read the records: {err}", file=sys.stderr)
+        return 2
     if not records:
         print(f"no records to consolidate in {args.records or args.run} (round {args.round})", file=sys.stderr)
         return 2
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(limit=6)
         status, detail = "fail", f"{type(err).__name__}: {str(err)[:600]}"
     print(f"RESULT {args.variant} {status} {detail} ({time.time() - started:.0f}s)", flush=True)
-    return 0
+    return 0 if status == "ok" else 1
 
 
 if __name__ == "__main__":

@@ -191,3 +191,5 @@ def test_sdft_cuda_consolidates_a_runs_round_with_every_check(tiny_model_dir, tm
     assert result.startswith("RESULT as_run ok 1 steps"), result
     assert main(["--run", str(tmp_path / "run"), "--round", "2", "--model", str(tiny_model_dir)]) == 2  # no round 2
     assert "no records to consolidate" in capsys.readouterr().err
+    assert main(["--run", str(tmp_path), "--model", str(tiny_model_dir)]) == 2  # not a run directory
+    assert capsys.readouterr().err.startswith("cannot read the records: ")
