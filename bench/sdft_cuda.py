@@ -104,16 +104,17 @@ def recorded_padding(findings: Findings, cut_prompts_at: int | None):
 
 
 def run_records(run_dir: Path, r: int) -> list[dict]:
-    """Round r's consolidation records of a run, as `oel consolidate` builds them (memory read-only)."""
+    """Round r's consolidation records of a run, built as the loop builds them (memory opened read-only)."""
     from consolidation.dataset import build_dataset, load_trajectories
-    from memory.store import Memory
+    from consolidation.loop import workers_episodes
+    from memory.store import open_memory
     from oel.config import load_run_config
     from oel.rundir import RunDir
 
-    run = RunDir(run_dir)
-    logs = [run.round_log(r), *run.worker_logs(r)]
-    with Memory(run.memory, read_only=True) as memory:
-        records, _ = build_dataset(load_trajectories([p for p in logs if p.is_file()]), memory, load_run_config(run_dir))
+    cfg = load_run_config(run_dir)
+    episodes = load_trajectories([RunDir(run_dir).round_log(r)]) + workers_episodes(run_dir, r)
+    with open_memory(cfg, run_dir, read_only=True) as memory:
+        records, _ = build_dataset(episodes, memory, cfg)
     return records
 
 
@@ -121,24 +122,20 @@ def probe(policy, records, cfg, findings: Findings) -> None:
     """Generation alone, on the first batch's prompts, with the trainer's sampling settings."""
     from transformers import GenerationConfig
 
-    from agent.templates import template_switches
-
-    switches = template_switches(policy.tokenizer, cfg.thinking, policy.name)
-    prompts = [policy.tokenizer(policy.tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True,
-                                                                     **switches), add_special_tokens=False).input_ids
-               for r in records[:cfg.distill_batch_size]]
-    width, pad = max(map(len, prompts)), policy.tokenizer.pad_token_id
-    findings.pads = [width - len(p) for p in prompts]
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=policy.model.device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=policy.model.device)
-    config = GenerationConfig(max_new_tokens=cfg.distill_max_new_tokens, do_sample=True, pad_token_id=pad,
+    tokenizer = policy.tokenizer
+    tokenizer.padding_side = "left"  # as TRL and `Policy.generate` pad a batch for generation
+    batch = tokenizer([policy.render(r["prompt"], thinking=cfg.thinking) for r in records[:cfg.distill_batch_size]],
+                      return_tensors="pt", padding=True, add_special_tokens=False).to(policy.model.device)
+    findings.pads = (batch.attention_mask == 0).sum(dim=1).tolist()
+    config = GenerationConfig(max_new_tokens=cfg.distill_max_new_tokens, do_sample=True,
+                              pad_token_id=tokenizer.pad_token_id,
                               temperature=cfg.distill_temperature, top_p=cfg.distill_top_p, top_k=cfg.distill_top_k,
                               disable_compile=True)
     for mode in ("eval", "train"):
         getattr(policy.model, mode)()
         with torch.no_grad():
-            out = policy.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        print(f"probe {mode}: {out.shape[1] - width} tokens generated; bad logits so far: {findings.bad_logits[:3]}")
+            out = policy.model.generate(**batch, generation_config=config)
+        print(f"probe {mode}: {out.shape[1] - batch.input_ids.shape[1]} tokens generated; bad logits so far: {findings.bad_logits[:3]}")
 
 
 def consolidate(policy, records, cfg, variant: str, findings: Findings) -> str:
@@ -154,7 +151,7 @@ def consolidate(policy, records, cfg, variant: str, findings: Findings) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", type=Path, help="a run directory: its round's records, as `oel consolidate` builds them")
+    source.add_argument("--run", type=Path, help="a run directory: its round's records, as the loop builds them")
     source.add_argument("--records", type=Path, help="a JSON list of records (prompt, privileged_context, candidates)")
     parser.add_argument("--round", type=int, default=1)
     parser.add_argument("--model", default=DEFAULT_MODEL)
@@ -182,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.variant}: {policy.runtime()}, torch {torch.__version__}, {len(records)} records", flush=True)
     try:
         with checked_sampling(findings), watched_logits(policy.model, findings):
-            detail = "no bad logits" if args.variant == "probe" else consolidate(policy, records, cfg, args.variant, findings)
             if args.variant == "probe":
                 probe(policy, records, cfg, findings)
+                detail = "no bad logits"
+            else:
+                detail = consolidate(policy, records, cfg, args.variant, findings)
         status = "fail" if findings.bad_logits else "ok"
         detail = f"bad logits {findings.bad_logits[:3]}" if findings.bad_logits else detail
     except Exception as err:  # reported as one line: seeing it is the point of the script

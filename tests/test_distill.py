@@ -189,6 +189,9 @@ def test_sdft_cuda_consolidates_a_runs_round_with_every_check(tiny_model_dir, tm
     assert main(["--run", str(run.root), "--model", str(tiny_model_dir), "--steps", "1"]) == 0
     result = capsys.readouterr().out.strip().splitlines()[-1]
     assert result.startswith("RESULT as_run ok 1 steps"), result
+    assert main(["--run", str(run.root), "--model", str(tiny_model_dir), "--variant", "probe"]) == 0
+    out = capsys.readouterr().out
+    assert "probe eval: " in out and "probe train: " in out and "RESULT probe ok no bad logits" in out
     assert main(["--run", str(tmp_path / "run"), "--round", "2", "--model", str(tiny_model_dir)]) == 2  # no round 2
     assert "no records to consolidate" in capsys.readouterr().err
     assert main(["--run", str(tmp_path), "--model", str(tiny_model_dir)]) == 2  # not a run directory
