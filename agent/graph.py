@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 
 from agent.prompts import ground_response, prompt_messages, retrieval_query, with_knowledge
 from agent.state import Context, Episode, EpisodeStart, State
+from agent.templates import response_stop
 from oel.errors import OELError
 
 
@@ -44,13 +45,14 @@ def act(state: State, runtime: Runtime[Context]) -> dict:
         choice = ctx.policy.choose(ctx.policy.render(messages), state.admissible, ctx.temperature, ctx.greedy, generator)
         output, action, valid, tokens = choice.command, choice.command, True, choice.n_tokens
     else:
+        stop = response_stop(ctx.one_line, ctx.thinking)
         if ctx.chat_model is not None:  # any LangChain chat model
-            reply = ctx.chat_model.invoke(messages)
+            reply = ctx.chat_model.invoke(messages, stop=stop)
             output = reply.text if isinstance(reply.text, str) else str(reply.content)
             tokens = (reply.usage_metadata or {}).get("output_tokens", len(output.split()))
         else:
             [(output, tokens)] = ctx.policy.generate([ctx.policy.render(messages, thinking=ctx.thinking)],
-                                                     ctx.max_new_tokens, ctx.temperature, ctx.greedy)
+                                                     ctx.max_new_tokens, ctx.temperature, ctx.greedy, stop=stop)
         action, valid = ground_response(output, state.admissible)
     # admissible is logged because choose-mode consolidation scores these commands again.
     pending = {"prefix": messages, "output": output, "action": action, "valid": valid, "tokens": tokens,

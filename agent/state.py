@@ -84,6 +84,8 @@ class Context:
     temperature: float = OELConfig.temperature
     greedy: bool = OELConfig.greedy
     max_new_tokens: int = OELConfig.max_new_tokens
+    one_line: bool = OELConfig.one_line
+    """Generate mode: a response ends at its first line break (`agent.templates.response_stop`)."""
     acting_prompt: ActingPrompt = OELConfig.acting_prompt
     """The acting prompt's format (`agent.prompts.prompt_messages`)."""
     thinking: bool = OELConfig.thinking
@@ -109,5 +111,6 @@ class Context:
     def from_config(cls, cfg: OELConfig, *, env: Env, **given: Any) -> Context:
         """A context with a run's acting settings (`given` adds the rest: policy, knowledge, seed...)."""
         return cls(env=env, mode=cfg.action_mode, max_steps=cfg.max_steps, temperature=cfg.temperature,
-                   greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens, acting_prompt=cfg.acting_prompt,
+                   greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens, one_line=cfg.one_line,
+                   acting_prompt=cfg.acting_prompt,
                    thinking=cfg.thinking, **given)

@@ -22,6 +22,27 @@ def template_switches(tokenizer, thinking: bool, name: str = "the model") -> dic
     return {}
 
 
+LINE_END = "\n"
+"""Where a one-line response ends (`OELConfig.one_line`): acting reads only a response's first line."""
+
+
+def line_end_ids(tokenizer) -> list[int]:
+    """Every token whose text holds a line break: used as end-of-response tokens where a generator takes no
+    stop string (TRL's SDFT sampling), so the response ends where the stop string `LINE_END` would end it."""
+    ids = getattr(tokenizer, "_oel_line_end_ids", None)
+    if ids is None:
+        vocab = range(len(tokenizer))
+        ids = [i for i, text in zip(vocab, tokenizer.batch_decode([[i] for i in vocab])) if LINE_END in text]
+        tokenizer._oel_line_end_ids = ids  # the vocabulary never changes: decode it once
+    return ids
+
+
+def response_stop(one_line: bool, thinking: bool) -> list[str] | None:
+    """Stop strings of a generate-mode response: at the first line break when `one_line`, but never while a
+    model thinks (its <think> block spans lines, and the command comes after it)."""
+    return [LINE_END] if one_line and not thinking else None
+
+
 def render_prompt(tokenizer, messages: list[dict], prefill: str = "", thinking: bool = False,
                   name: str = "the model") -> str:
     """The exact text the model sees: the chat template plus an optional start of the answer.

@@ -75,10 +75,11 @@ def pct(x: float | None, ci: list[float] | None = None) -> str:
     return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
 
 
-def validation_comparison(description: str, out: str, argv: list[str] | None):
+def validation_comparison(description: str, out: str, argv: list[str] | None, options=None):
     """The start of a bench that compares settings on validation games, alone and as the teacher with one
-    round's memory (`bench/prompts.py`, `bench/precision.py`): its arguments, the config (the run's, or the
-    defaults), that round's train log (None without --run-dir), and the games with their families."""
+    round's memory (`bench/prompts.py`, `bench/precision.py`, `bench/generate.py`): its arguments, the config
+    (the run's, or the defaults), that round's train log (None without --run-dir), and the games with their
+    families. `options(parser)` adds a bench's own arguments."""
     from agent.games import make_suite, split_specs
     from oel.config import OELConfig
     from oel.errors import OELError
@@ -90,6 +91,8 @@ def validation_comparison(description: str, out: str, argv: list[str] | None):
     parser.add_argument("--round", type=int, default=1, help="the round of that memory")
     parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    if options:
+        options(parser)
     args = parser.parse_args(argv)
     if args.games < 1:
         raise OELError("--games must be a positive integer")

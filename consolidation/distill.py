@@ -27,7 +27,7 @@ from oel.progress import progress
 from transformers import PrinterCallback, TrainerCallback
 
 from agent.prompts import KNOWLEDGE_TEMPLATE, with_context
-from agent.templates import template_switches
+from agent.templates import response_stop, template_switches
 from consolidation.choice_trainer import ChoiceDistillTrainer
 from oel.config import OELConfig
 
@@ -104,7 +104,7 @@ def _sdft_trainer(policy, rows, cfg, common, lora):
                       chat_template_kwargs=template_switches(policy.tokenizer, cfg.thinking, policy.name))
     data = Dataset.from_list([{key: r[key] for key in ("prompt", "privileged_context", "candidates")} for r in rows])
     return GroundedSDFTTrainer(model=policy.model, args=args, train_dataset=data, processing_class=policy.tokenizer,
-                       peft_config=lora)
+                               peft_config=lora, one_line=response_stop(cfg.one_line, cfg.thinking) is not None)
 
 
 def _choice_trainer(policy, rows, cfg, common, lora):
@@ -128,7 +128,8 @@ def _sft_trainer(policy, rows, cfg, common, lora):
         if objective(cfg) == "choices":
             answer = policy.choose(prompt, row["candidates"], cfg.temperature, cfg.greedy).command
         else:
-            [(answer, _)] = policy.generate([prompt], cfg.distill_max_new_tokens, cfg.distill_temperature)
+            [(answer, _)] = policy.generate([prompt], cfg.distill_max_new_tokens, cfg.distill_temperature,
+                                            stop=response_stop(cfg.one_line, cfg.thinking))
         data.append({"prompt": row["prompt"], "completion": [{"role": "assistant", "content": answer}]})
     args = SFTConfig(**common, completion_only_loss=True, max_length=2048)
     return SFTTrainer(model=policy.model, args=args, train_dataset=Dataset.from_list(data),

@@ -14,11 +14,21 @@ import torch
 from trl.experimental.sdft import SDFTTrainer
 
 from agent.prompts import ground_response
+from agent.templates import line_end_ids
 
 VALID_FRACTION = "completions/valid_fraction"
 
 
 class GroundedSDFTTrainer(SDFTTrainer):
+    def __init__(self, *args, one_line: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if one_line:
+            # The student samples as it acts (`OELConfig.one_line`): its response ends at the first line break.
+            # TRL's sampling takes no stop string, so every token holding a line break ends it, as an end-of-turn
+            # token does; TRL's completion mask then ends there too, that token included.
+            self.eos_token_ids = [*self.eos_token_ids, *line_end_ids(self.processing_class)]
+            self.generation_config.eos_token_id = self.eos_token_ids
+
     def _set_signature_columns_if_needed(self):
         # The dataset's `candidates` column must reach `_prepare_training_batch` (TRL keeps only its own two).
         if self._signature_columns is None:

@@ -127,6 +127,25 @@ def test_sdft_log_counts_the_student_samples_that_ground_to_a_command(tiny_model
     assert trainer._metrics["train"]["completions/mean_length"] == [sum(map(len, written)) / 2]
 
 
+@pytest.mark.parametrize("one_line", [True, False])
+def test_sdft_student_ends_its_samples_at_a_line_break_as_it_acts(tiny_model_dir, tmp_path, one_line):
+    """With `one_line`, every token holding a line break ends the student's sample (TRL's sampling takes no stop
+    string) and TRL's completion mask with it; without, only the end-of-turn token does."""
+    from agent.templates import line_end_ids
+    from consolidation.distill import make_trainer
+
+    policy = Policy.load(str(tiny_model_dir))
+    records = [{"prompt": acting_messages("Now: a room.\nValid commands: go east, look\nYour command:"),
+                "privileged_context": knowledge_block(["Go east."]), "candidates": ["go east", "look"]}]
+    cfg = OELConfig(model=str(tiny_model_dir), distill_steps=1, distill_batch_size=1, distill_max_new_tokens=8,
+                    distill_topk=16, distill_objective="tokens", one_line=one_line)
+    trainer, _ = make_trainer(policy, records, cfg, tmp_path)
+    newline = policy.tokenizer.encode("go east\nlook", add_special_tokens=False)
+    ends = set(trainer.eos_token_ids)
+    assert ends == set(trainer.generation_config.eos_token_id) and set(policy.end_ids) <= ends
+    assert (set(line_end_ids(policy.tokenizer)) <= ends) is one_line and bool(ends & set(newline)) is one_line
+
+
 def test_sdft_teacher_sees_the_whole_prompt_however_long_the_knowledge(tiny_model_dir, tmp_path):
     """TRL cuts prompts to their last 512 tokens unless told otherwise: the teacher must see the system
     prompt and all of its knowledge, as acting with memory does."""

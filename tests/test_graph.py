@@ -248,3 +248,44 @@ def test_an_interrupted_episode_resumes_in_a_new_process(tiny_model_dir, tmp_pat
                                  policy=Policy.load(str(tiny_model_dir)), max_steps=6, seed=0))
     assert len(first["actions"]) == 1
     assert resumed["actions"] == [t["action"] for t in whole.turns] and resumed["outcome"] == whole.outcome
+
+
+def test_one_line_asks_a_chat_model_to_stop_at_the_first_line_break_unless_it_thinks(coin_game):
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    stops = []
+
+    class Recording(GenericFakeChatModel):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            stops.append(stop)
+            return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    for one_line, thinking, stop in [(True, False, ["\n"]), (False, False, None), (True, True, None)]:
+        stops.clear()
+        env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+        play_episode(Context(env=env, chat_model=Recording(messages=iter([AIMessage("look")] * 2)), mode="generate",
+                             max_steps=2, one_line=one_line, thinking=thinking))
+        assert stops == [stop, stop]
+
+
+@pytest.mark.slow
+def test_a_one_line_response_is_the_first_line_of_the_whole_one():
+    """The embedded model, greedy, on an acting prompt: ended at its first line break, by acting's stop string
+    or by the SDFT student's end tokens alike, its response is the whole response's first line, in fewer tokens."""
+    from agent.policy import Policy
+    from agent.prompts import acting_messages, situation_text
+    from agent.templates import line_end_ids
+
+    policy = Policy.load()
+    prompt = policy.render(acting_messages(situation_text(
+        "Find the coin and take it.", [], "-= Cellar =-\nYou are in a cellar. There is an exit to the east.",
+        ["go east", "look", "inventory"])))
+    [(whole, n_whole)] = policy.generate([prompt], 48, greedy=True)
+    [(line, n_line)] = policy.generate([prompt], 48, greedy=True, stop=["\n"])
+    assert "\n" in whole.strip() and line == whole.split("\n")[0] and n_line < n_whole
+    tok = policy.tokenizer
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    ended = policy.model.generate(**ids, max_new_tokens=48, do_sample=False, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=[*policy.end_ids, *line_end_ids(tok)])[0, ids.input_ids.shape[1]:]
+    assert len(ended) == n_line and tok.decode(ended) == line + "\n"

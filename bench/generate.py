@@ -1,0 +1,103 @@
+"""Generate-mode acting levers on validation games: what makes the embedded model write commands.
+
+    .venv/bin/python -m bench.generate [--games 48] [--levers base,one_line,cap16] [--concurrency 4] [--run-dir R --round 1] [--json]
+
+In generate mode the policy writes a response and acting reads a command from its first line
+(`agent.prompts.ground_command`). Each lever changes one setting against the config (`--levers`, the names of
+`LEVERS`); the base model plays the same validation games with the same sampling seeds under each, without
+memory, and with `--run-dir` also as the teacher with that round's memory in its prompt (the teacher's play
+bounds what consolidation can teach). Each row gives success with its Wilson 95% interval, invalid responses,
+generated tokens and steps per episode, and each lever is paired against `base` game by game (exact
+McNemar p). Validation games only: nothing is decided on the test games. Writes --out (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.policy import Policy
+from bench.common import pct, validation_comparison
+from bench.teacher import knowledge_copy
+from consolidation.dataset import load_trajectories
+from consolidation.evaluate import evaluate, summary, teacher_sources
+from oel.config import OELConfig
+from oel.errors import one_line_errors
+from oel.files import write_atomic
+from oel.stats import gained_lost, paired_p
+
+LEVERS = {
+    "base": {},
+    "one_line": {"one_line": True},  # the response ends at its first line break
+    "cap16": {"max_new_tokens": 16},  # a shorter response cap
+}
+"""Each lever's settings on top of the config (in generate mode)."""
+
+
+def played(policy, suite, cfg: OELConfig, levers: list[str], memory=None, episodes=()) -> dict:
+    """Each lever's evaluation, and its paired test against `base`, alone or as the teacher with `memory`."""
+    suffix = " + memory" if memory else ""
+    rows = {}
+    for name in levers:
+        lever = dataclasses.replace(cfg, **LEVERS[name])
+        sources = teacher_sources("memory" if memory else "none", memory, list(episodes), lever)
+        rows[name + suffix] = summary(evaluate(policy, suite, lever, **sources, desc=name + suffix))
+    base = rows["base" + suffix]
+    for name, row in rows.items():
+        row["vs_base"] = None if row is base else {"gained_lost": gained_lost(base["wins"], row["wins"]),
+                                                   "p": paired_p(base["wins"], row["wins"])}
+    return rows
+
+
+def lever_names(text: str) -> list[str]:
+    names = ["base", *[n for n in text.split(",") if n and n != "base"]]
+    unknown = [n for n in names if n not in LEVERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown lever {', '.join(unknown)}; use names from {', '.join(LEVERS)}")
+    return names
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--levers", type=lever_names, default=list(LEVERS),
+                        help=f"comma-separated, from {', '.join(LEVERS)} (base always runs)")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="games at once, their responses generated in one batch (default 4)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, cfg, log, suite = validation_comparison(
+        __doc__.splitlines()[0], "bench/results/generate.json", argv,
+        options)
+    cfg = dataclasses.replace(cfg, action_mode="generate", concurrency=args.concurrency)
+    policy = Policy.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    rows = played(policy, suite, cfg, args.levers)
+    if args.run_dir:
+        with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
+            rows.update(played(policy, suite, cfg, args.levers, memory, load_trajectories([log])))
+    result = {"games": args.games, "split": "validation", "run_dir": str(args.run_dir or ""), "round": args.round,
+              "levers": {n: LEVERS[n] for n in args.levers}, "rows": rows}
+    write_atomic(args.out, json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+        return result
+    table = Table("lever", "success", "invalid/ep", "tokens/ep", "steps/ep", "vs base: gained / lost", "p",
+                  title=f"Generate-mode levers on {args.games} validation games")
+    for name, row in rows.items():
+        versus = row["vs_base"]
+        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['invalid_per_episode']:.1f}",
+                      f"{row['tokens_per_episode']:.0f}", f"{row['steps']:.1f}",
+                      "-" if versus is None else "{} / {}".format(*versus["gained_lost"]),
+                      "-" if versus is None else str(versus["p"]))
+    Console().print(table)
+    return result
+
+
+if __name__ == "__main__":
+    with one_line_errors():
+        main()
