@@ -1,6 +1,6 @@
 """Generate-mode acting levers on validation games: what makes the embedded model write commands.
 
-    .venv/bin/python -m bench.generate [--games 48] [--levers base,one_line,cap16] [--concurrency 4] [--run-dir R --round 1] [--json]
+    .venv/bin/python -m bench.generate [--games 48] [--levers base,chat,...] [--concurrency 4] [--run-dir R --round 1] [--json]
 
 In generate mode the policy writes a response and acting reads a command from its first line
 (`agent.prompts.ground_command`). Each lever changes one setting against the config (`--levers`, the names of
@@ -34,8 +34,10 @@ from oel.stats import gained_lost, paired_p
 
 LEVERS = {
     "base": {},
-    "one_line": {"one_line": True},  # the response ends at its first line break
+    "one_line": {"one_line": True},  # the response ends at its first line break (the default since 2026-11-27)
+    "whole_response": {"one_line": False},  # the response runs to its end token or the cap
     "cap16": {"max_new_tokens": 16},  # a shorter response cap
+    "chat": {"acting_prompt": "chat"},  # the episode as a chat: earlier commands are the assistant's turns
 }
 """Each lever's settings on top of the config (in generate mode)."""
 
@@ -64,8 +66,8 @@ def lever_names(text: str) -> list[str]:
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--levers", type=lever_names, default=list(LEVERS),
-                        help=f"comma-separated, from {', '.join(LEVERS)} (base always runs)")
+    parser.add_argument("--levers", type=lever_names, default=["base", "whole_response", "chat"],
+                        help=f"comma-separated, from {', '.join(LEVERS)} (base always runs; default: whole_response,chat)")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="games at once, their responses generated in one batch (default 4)")
 
