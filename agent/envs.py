@@ -56,15 +56,18 @@ def clean_text(text: str) -> str:
     return re.sub(r"\n\s*\n+", "\n", text).strip()
 
 
-MAX_COMMAND_CHARS = 200
+MAX_COMMAND_BYTES = 190
+"""Jericho's input buffer takes under 198 bytes; over that it cuts the bytes itself, and its warning then
+decodes a character cut in half and raises (a 135M model's long response with a non-ASCII character did)."""
 
 
 def safe_command(command: str) -> str:
     """A command as it may reach a game: a generated response, or one from a LangChain chat model, is
     untrusted. A NUL byte crashed the interpreter (SIGSEGV) and a lone NUL hung it, so control characters
-    and escape sequences are stripped and the length is bounded. Nothing left becomes `look`, which only
-    describes the room (the response is still counted as invalid by the graph)."""
-    return sanitize(str(command), MAX_COMMAND_CHARS) or "look"
+    and escape sequences are stripped, and the length is bounded in UTF-8 bytes at a character's end. Nothing
+    left becomes `look`, which only describes the room (the response is still counted as invalid by the graph)."""
+    text = sanitize(str(command), MAX_COMMAND_BYTES)
+    return text.encode()[:MAX_COMMAND_BYTES].decode("utf-8", "ignore").strip() or "look"
 
 
 def check_story_file(path: Path) -> None:

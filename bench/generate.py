@@ -28,7 +28,7 @@ from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, summary, teacher_sources
 from oel.config import OELConfig
-from oel.errors import one_line_errors
+from oel.errors import OELError, one_line_errors
 from oel.files import write_atomic
 from oel.stats import gained_lost, paired_p
 
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     args, cfg, log, suite = validation_comparison(
         __doc__.splitlines()[0], "bench/results/generate.json", argv,
         options)
+    if args.concurrency < 1:
+        raise OELError("--concurrency must be a positive integer")
     cfg = dataclasses.replace(cfg, action_mode="generate", concurrency=args.concurrency)
     policy = Policy.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
     rows = played(policy, suite, cfg, args.levers)

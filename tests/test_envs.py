@@ -17,6 +17,18 @@ def test_reset_and_step_a_real_game(coin_game):
     env.close()
 
 
+def test_a_long_non_ascii_response_reaches_the_game_cut_at_a_character_not_as_a_crash(coin_game):
+    """Jericho cut a command over 198 bytes in the middle of a character and raised while warning about it."""
+    from agent.envs import MAX_COMMAND_BYTES, safe_command
+
+    response = "go to the café " * 20  # 300 bytes, with a two-byte character across the cut
+    command = safe_command(response)
+    assert len(command.encode()) <= MAX_COMMAND_BYTES and response.startswith(command)
+    env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
+    env.reset()
+    assert env.step(response).text
+
+
 def test_missing_and_corrupt_game_files(tmp_path, coin_game):
     with pytest.raises(OELError, match="game file not found"):
         TextWorldEnv(tmp_path / "nope.z8")

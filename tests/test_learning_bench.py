@@ -201,6 +201,17 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     assert weights["float32"]["vs_float32"] is None and sum(weights["bfloat16"]["vs_float32"]["gained_lost"]) <= 2
     assert all(row["n_games"] == 2 and row["seconds"] > 0 for row in weights.values())
 
+    # Generate-mode levers on validation games, alone and as the teacher with the round's memory, paired.
+    import bench.generate as generate
+
+    levers = generate.main(["--run-dir", str(run_dir), "--games", "2", "--levers", "whole_response",
+                            "--concurrency", "2", "--out", str(tmp_path / "g.json")])["rows"]
+    assert list(levers) == ["base", "whole_response", "base + memory", "whole_response + memory"]
+    assert levers["base"]["vs_base"] is None and sum(levers["whole_response"]["vs_base"]["gained_lost"]) <= 2
+    assert all(row["n_games"] == 2 and row["invalid_per_episode"] <= row["steps"] for row in levers.values())
+    with pytest.raises(SystemExit):  # an unknown lever is a usage error, before anything is played
+        generate.main(["--run-dir", str(run_dir), "--levers", "louder"])
+
     # Every checkpoint on more test games, promoted or not, paired with the base model.
     import bench.arms
     import bench.candidates as candidates
