@@ -75,6 +75,39 @@ def pct(x: float | None, ci: list[float] | None = None) -> str:
     return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
 
 
+def versus(reference: dict, row: dict) -> dict | None:
+    """`row`'s evaluation paired game by game against `reference`'s (exact McNemar p); None for the reference."""
+    from oel.stats import gained_lost, paired_p
+
+    if row is reference:
+        return None
+    return {"gained_lost": gained_lost(reference["wins"], row["wins"]), "p": paired_p(reference["wins"], row["wins"])}
+
+
+def versus_cells(paired: dict | None) -> list[str]:
+    """A `versus` result as two table cells: games gained / lost, and p."""
+    return ["-", "-"] if paired is None else ["{} / {}".format(*paired["gained_lost"]), str(paired["p"])]
+
+
+def report_comparison(args, result: dict, columns: list[str], title: str, cells) -> dict:
+    """A comparison bench's ending: `result` written to --out, then printed as one JSON line with --json,
+    else as a table with `cells(row)` for each of its rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from oel.files import write_atomic
+
+    write_atomic(args.out, json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+        return result
+    table = Table(*columns, title=title)
+    for name, row in result["rows"].items():
+        table.add_row(name, *cells(row))
+    Console().print(table)
+    return result
+
+
 def validation_comparison(description: str, out: str, argv: list[str] | None, options=None):
     """The start of a bench that compares settings on validation games, alone and as the teacher with one
     round's memory (`bench/prompts.py`, `bench/precision.py`, `bench/generate.py`): its arguments, the config

@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from agent.policy import Policy
-from bench.common import pct, validation_comparison
+from bench.common import pct, report_comparison, validation_comparison, versus, versus_cells
 from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, summary, teacher_sources
 from oel.config import OELConfig
 from oel.errors import OELError, one_line_errors
-from oel.files import write_atomic
-from oel.stats import gained_lost, paired_p
 
 LEVERS = {
     "base": {},
@@ -51,9 +45,8 @@ def played(policy, suite, cfg: OELConfig, levers: list[str], memory=None, episod
         sources = teacher_sources("memory" if memory else "none", memory, list(episodes), lever)
         rows[name + suffix] = summary(evaluate(policy, suite, lever, **sources, desc=name + suffix))
     base = rows["base" + suffix]
-    for name, row in rows.items():
-        row["vs_base"] = None if row is base else {"gained_lost": gained_lost(base["wins"], row["wins"]),
-                                                   "p": paired_p(base["wins"], row["wins"])}
+    for row in rows.values():
+        row["vs_base"] = versus(base, row)
     return rows
 
 
@@ -86,21 +79,11 @@ def main(argv: list[str] | None = None) -> dict:
             rows.update(played(policy, suite, cfg, args.levers, memory, load_trajectories([log])))
     result = {"games": args.games, "split": "validation", "run_dir": str(args.run_dir or ""), "round": args.round,
               "levers": {n: LEVERS[n] for n in args.levers}, "rows": rows}
-    write_atomic(args.out, json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result))
-        return result
-    table = Table("lever", "success", "invalid/ep", "tokens/ep", "steps/ep", "vs base: gained / lost", "p",
-                  title=f"Generate-mode levers on {args.games} validation games")
-    for name, row in rows.items():
-        versus = row["vs_base"]
-        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['invalid_per_episode']:.1f}",
-                      f"{row['tokens_per_episode']:.0f}", f"{row['steps']:.1f}",
-                      "-" if versus is None else "{} / {}".format(*versus["gained_lost"]),
-                      "-" if versus is None else str(versus["p"]))
-    Console().print(table)
-    return result
-
+    return report_comparison(
+        args, result, ["lever", "success", "invalid/ep", "tokens/ep", "steps/ep", "vs base: gained / lost", "p"],
+        f"Generate-mode levers on {args.games} validation games",
+        lambda row: [pct(row["success"], row["ci95"]), f"{row['invalid_per_episode']:.1f}",
+                     f"{row['tokens_per_episode']:.0f}", f"{row['steps']:.1f}", *versus_cells(row["vs_base"])])
 
 if __name__ == "__main__":
     with one_line_errors():

@@ -15,23 +15,17 @@ Consolidation's speed in each precision is `bench/consolidation.py --dtype`.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from agent.policy import Policy
-from bench.common import device_description, pct, validation_comparison
+from bench.common import device_description, pct, report_comparison, validation_comparison, versus, versus_cells
 from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, summary, teacher_sources
 from oel.config import OELConfig
 from oel.errors import one_line_errors
-from oel.files import write_atomic
-from oel.stats import gained_lost, paired_p
 
 DTYPES = ("float32", "bfloat16")
 
@@ -58,25 +52,16 @@ def main(argv: list[str] | None = None) -> dict:
                 rows[f"{dtype} + memory"] = timed_evaluation(policy, suite, cfg, memory, episodes)
     for name, row in rows.items():
         reference = rows[name.replace("bfloat16", "float32")]
-        row["vs_float32"] = None if row is reference else {
-            "gained_lost": gained_lost(reference["wins"], row["wins"]), "p": paired_p(reference["wins"], row["wins"]),
-            "speedup": round(reference["seconds"] / row["seconds"], 2)}
+        paired = versus(reference, row)
+        row["vs_float32"] = paired and {**paired, "speedup": round(reference["seconds"] / row["seconds"], 2)}
     result = {"games": args.games, "split": "validation", "device": device, "run_dir": str(args.run_dir or ""),
               "round": args.round, "rows": rows}
-    write_atomic(args.out, json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result))
-        return result
-    table = Table("weights", "success", "steps/ep", "seconds", "vs float32: gained / lost", "p", "speed-up",
-                  title=f"Precision on {args.games} validation games ({device})")
-    for name, row in rows.items():
-        versus = row["vs_float32"]
-        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['seconds']:.0f}",
-                      *(["-", "-", "-"] if versus is None else
-                        ["{} / {}".format(*versus["gained_lost"]), str(versus["p"]), f"{versus['speedup']:.2f}x"]))
-    Console().print(table)
-    return result
-
+    return report_comparison(
+        args, result, ["weights", "success", "steps/ep", "seconds", "vs float32: gained / lost", "p", "speed-up"],
+        f"Precision on {args.games} validation games ({device})",
+        lambda row: [pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['seconds']:.0f}",
+                     *versus_cells(row["vs_float32"]),
+                     "-" if row["vs_float32"] is None else f"{row['vs_float32']['speedup']:.2f}x"])
 
 if __name__ == "__main__":
     with one_line_errors():

@@ -15,22 +15,16 @@ itself is `bench/rollout.py`'s (`--acting-prompt`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from agent.policy import Policy
-from bench.common import pct, validation_comparison
+from bench.common import pct, report_comparison, validation_comparison, versus, versus_cells
 from bench.teacher import knowledge_copy
 from consolidation.dataset import load_trajectories
 from consolidation.evaluate import evaluate, summary, teacher_sources
 from oel.config import ACTING_PROMPTS, OELConfig
 from oel.errors import one_line_errors
-from oel.files import write_atomic
-from oel.stats import gained_lost, paired_p
 
 
 def played(policy, suite, cfg: OELConfig, memory=None, episodes=()) -> dict:
@@ -56,26 +50,14 @@ def main(argv: list[str] | None = None) -> dict:
                 rows[f"{style} + memory"] = played(policy, suite, dataclasses.replace(cfg, acting_prompt=style),
                                                    memory, episodes)
     for name, row in rows.items():
-        other = rows[name.replace("chat", "transcript")]
-        row["vs_transcript"] = None if row is other else {"gained_lost": gained_lost(other["wins"], row["wins"]),
-                                                          "p": paired_p(other["wins"], row["wins"])}
+        row["vs_transcript"] = versus(rows[name.replace("chat", "transcript")], row)
     result = {"games": args.games, "split": "validation", "run_dir": str(args.run_dir or ""), "round": args.round,
               "rows": rows}
-    write_atomic(args.out, json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result))
-        return result
-    table = Table("format", "success", "steps/ep", "prompt tokens/move", "encoded/move", "vs transcript: gained / lost",
-                  "p", title=f"Acting prompt formats on {args.games} validation games")
-    for name, row in rows.items():
-        versus = row["vs_transcript"]
-        table.add_row(name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['prompt_tokens']:.0f}",
-                      f"{row['encoded_tokens']:.0f}",
-                      "-" if versus is None else "{} / {}".format(*versus["gained_lost"]),
-                      "-" if versus is None else str(versus["p"]))
-    Console().print(table)
-    return result
-
+    return report_comparison(
+        args, result, ["format", "success", "steps/ep", "prompt tokens/move", "encoded/move", "vs transcript: gained / lost",
+                       "p"], f"Acting prompt formats on {args.games} validation games",
+        lambda row: [pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['prompt_tokens']:.0f}",
+                     f"{row['encoded_tokens']:.0f}", *versus_cells(row["vs_transcript"])])
 
 if __name__ == "__main__":
     with one_line_errors():
