@@ -85,7 +85,8 @@ class Context:
     greedy: bool = OELConfig.greedy
     max_new_tokens: int = OELConfig.max_new_tokens
     one_line: bool = OELConfig.one_line
-    """Generate mode: a response ends at its first line break (`agent.templates.response_stop`)."""
+    """Generate mode: a response ends at its first line break (`agent.templates.response_stop`); a LangChain
+    chat model is asked for that with `stop=["\\n"]` (set False for one that takes no stop sequences)."""
     acting_prompt: ActingPrompt = OELConfig.acting_prompt
     """The acting prompt's format (`agent.prompts.prompt_messages`)."""
     thinking: bool = OELConfig.thinking

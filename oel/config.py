@@ -45,7 +45,8 @@ class OELConfig:
     """Generate mode: a response ends at its first line break. Acting reads only the first line
     (`agent.prompts.ground_command`), so what follows it is cost, and it is what the consolidation student
     learnt to lengthen; the student's samples end there too. Why on by default (about half the tokens, the same
-    play, on 24 validation games): docs/RESULTS.md, "Generate mode". Ignored while a model thinks."""
+    play, on 24 validation games): docs/RESULTS.md, "Generate mode". Ignored while a model thinks. A response
+    that opens with a line break is empty, so invalid."""
     acting_prompt: ActingPrompt = "transcript"
     """How the acting prompt shows the episode (`agent/prompts.py`): `transcript`, one message with the earlier
     turns; or `chat`, one chat turn per move, so the prompt only grows between window moves. Why transcript
