@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
         with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
             rows.update(played(policy, suite, cfg, args.levers, memory, load_trajectories([log])))
     result = {"games": args.games, "split": "validation", "run_dir": str(args.run_dir or ""), "round": args.round,
-              "levers": {n: LEVERS[n] for n in args.levers}, "rows": rows}
+              "levers": {n: LEVERS[n] for n in args.levers}, "rows": rows,
+              # what `base` was: the levers change these settings of the config
+              "base": {key: getattr(cfg, key) for key in ("one_line", "max_new_tokens", "acting_prompt", "temperature",
+                                                          "concurrency", "dtype")}}
     return report_comparison(
         args, result, ["lever", "success", "invalid/ep", "tokens/ep", "steps/ep", "vs base: gained / lost", "p"],
         f"Generate-mode levers on {args.games} validation games",

@@ -204,8 +204,10 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     # Generate-mode levers on validation games, alone and as the teacher with the round's memory, paired.
     import bench.generate as generate
 
-    levers = generate.main(["--run-dir", str(run_dir), "--games", "2", "--levers", "whole_response",
-                            "--concurrency", "2", "--out", str(tmp_path / "g.json")])["rows"]
+    compared = generate.main(["--run-dir", str(run_dir), "--games", "2", "--levers", "whole_response",
+                              "--concurrency", "2", "--out", str(tmp_path / "g.json")])
+    assert compared["base"]["one_line"] is True and compared["levers"]["whole_response"] == {"one_line": False}
+    levers = compared["rows"]
     assert list(levers) == ["base", "whole_response", "base + memory", "whole_response + memory"]
     assert levers["base"]["vs_base"] is None and sum(levers["whole_response"]["vs_base"]["gained_lost"]) <= 2
     assert all(row["n_games"] == 2 and row["invalid_per_episode"] <= row["steps"] for row in levers.values())
