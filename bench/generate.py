@@ -67,8 +67,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args, cfg, log, suite = validation_comparison(
-        __doc__.splitlines()[0], "bench/results/generate.json", argv,
-        options)
+        __doc__.splitlines()[0], "bench/results/generate.json", argv, options)
     if args.concurrency < 1:
         raise OELError("--concurrency must be a positive integer")
     cfg = dataclasses.replace(cfg, action_mode="generate", concurrency=args.concurrency)
@@ -87,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"Generate-mode levers on {args.games} validation games",
         lambda row: [pct(row["success"], row["ci95"]), f"{row['invalid_per_episode']:.1f}",
                      f"{row['tokens_per_episode']:.0f}", f"{row['steps']:.1f}", *versus_cells(row["vs_base"])])
+
 
 if __name__ == "__main__":
     with one_line_errors():

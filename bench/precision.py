@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
                      *versus_cells(row["vs_float32"]),
                      "-" if row["vs_float32"] is None else f"{row['vs_float32']['speedup']:.2f}x"])
 
+
 if __name__ == "__main__":
     with one_line_errors():
         main()

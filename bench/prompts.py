@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
         lambda row: [pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", f"{row['prompt_tokens']:.0f}",
                      f"{row['encoded_tokens']:.0f}", *versus_cells(row["vs_transcript"])])
 
+
 if __name__ == "__main__":
     with one_line_errors():
         main()
