@@ -113,6 +113,18 @@ def test_frozenlake_win_is_detected(tmp_path):
     pytest.fail("no seed among 20 gave a safe down-down-right-right path")
 
 
+def test_scripted_reference_policies_on_a_lake_without_holes(tmp_path):
+    """bench/boards.py's scripted references: on a 2x2 lake with no hole, [down] or [right] first always wins
+    in two moves, and no policy wins in one."""
+    from agent.games import make_game
+    from bench.boards import SCRIPTED, scripted_success
+
+    games = [(make_game(GameSpec.parse("ta-frozenlake:size=2,holes=0", 0), cache_dir=tmp_path), "ta-frozenlake")]
+    down_right = SCRIPTED["random legal move, [down] or [right] first"]
+    assert scripted_success(games, down_right, plays=5, max_steps=2) == 1.0
+    assert scripted_success(games, SCRIPTED["random legal move"], plays=5, max_steps=1) == 0.0
+
+
 def test_ood_suite_holds_whole_challenge_types_apart():
     from agent.games import ood_specs
 
