@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also play every board N times with the scripted reference policies (no model)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/boards.json"))
     args = parser.parse_args(argv)
+    if args.games < 1 or args.scripted < 0:
+        raise OELError("--games must be a positive integer and --scripted zero or more")
     console = Console()
     policy = Policy.load(args.model)
     rows = []
