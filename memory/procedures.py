@@ -15,7 +15,10 @@ command that lost it. Everything in it is taken from the episode's log, so no co
 3. **Goal, cues and effects.** The head names the objective's sentence about an object of the episode
    (TextWorld objectives bury the goal in chatter). Each kept command comes after the sentence of the
    observation that showed its state and names the command's object or direction (else the place), and
-   before the first sentences of what the game answered.
+   before the first sentences of what the game answered. On a board game (TextArena's FrozenLake and
+   Sokoban draw the board in every observation) the cue is the board itself, one row after another
+   (`P.H./..../...G`), and the drawing is left out of the effect: there the position is the situation, and
+   the sentence that names a direction is only the list of moves.
 
 Measured as the teacher's only context on 48 test games (the base model, the 8 round-1 episodes of the
 learning bench; none 42%, raw play logs 65%): winning paths alone 52%; with lost episodes' fatal commands
@@ -69,14 +72,74 @@ def first_observation(episode: LoggedEpisode) -> str:
 
 def _place(observation: str, previous: str, rooms: bool) -> str:
     """Where the agent is after an observation: its room header in a room game (unchanged when the text has
-    none, as after `examine`); in a game without rooms (a board), the observation itself."""
+    none, as after `examine`); in a game without rooms, the board it draws (so a move and its undoing meet
+    the same state, whatever else the texts say), else the observation itself."""
     if rooms:
         return room_of(observation) or previous
-    return " ".join(observation.split())
+    return board_of(observation) or " ".join(observation.split())
+
+
+_CELL_ROW = re.compile(r"^\|(?:[^|]{0,6}\|){2,}$")
+"""A drawn board's row of cells, FrozenLake's `|  P  |  H  |     |`: every cell holds one symbol or none."""
+_TOKEN_ROW = re.compile(r"^\S(?: \S){2,}$")
+"""A board's row of single symbols, Sokoban's `# _ O X P #`."""
+_RULE_ROW = re.compile(r"^\+(?:-+\+)+$")
+"""A drawn board's rule between rows of cells: `+-----+-----+`."""
+
+
+def _board_rows(text: str) -> tuple[int, int, list[str]] | None:
+    """Where a drawn board is in `text` (first and last line index) and its rows, one symbol a cell ('.' for
+    an empty cell), or None. A board is 3 or more rows of the same width; anything else, a TextWorld
+    banner included, is not one."""
+    lines = (text or "").splitlines()
+    n = 0
+    while n < len(lines):
+        first, rows, width = n, [], None
+        while n < len(lines):
+            line = lines[n].strip()
+            if _CELL_ROW.match(line) and all(len(c.strip()) <= 1 for c in line.strip("|").split("|")):
+                row = "".join(c.strip() or "." for c in line.strip("|").split("|"))
+            elif _TOKEN_ROW.match(line):
+                row = line.replace(" ", "")
+            elif rows and _RULE_ROW.match(line):
+                n += 1
+                continue
+            else:
+                break
+            if width not in (None, len(row)):
+                break
+            width = len(row)
+            rows.append(row)
+            n += 1
+        if len(rows) >= 3:
+            return first, n - 1, rows
+        n = max(n, first + 1)
+    return None
+
+
+def board_of(text: str) -> str | None:
+    """The board drawn in an observation, rows joined by '/' (`P.H./..../...G`), or None if it draws none."""
+    found = _board_rows(text)
+    return "/".join(found[2]) if found else None
+
+
+def _without_board(text: str) -> str:
+    """The text before a drawn board, without the board's heading line ('Current Board:')."""
+    found = _board_rows(text)
+    if not found:
+        return text
+    before = (text or "").splitlines()[:found[0]]
+    while before and (not before[-1].strip() or before[-1].strip().endswith(":") or _RULE_ROW.match(before[-1].strip())):
+        before.pop()
+    return "\n".join(before)
 
 
 def _cue(observation: str, command: str, place: str) -> str:
-    """The sentence of `observation` that names the command's object or direction, else the place."""
+    """The board, in a board game; else the sentence of `observation` that names the command's object or
+    direction, else the place."""
+    board = board_of(observation)
+    if board:
+        return sanitize(board, CUE_CHARS)
     words = [w for w in re.findall(r"[a-z]+", command.lower()) if w not in _FILLER]
     for sentence in _SENTENCE.findall(observation.replace("-=", "\n").replace("=-", "\n")):
         lowered = sentence.lower()
@@ -102,7 +165,8 @@ def _effect(feedback: str) -> str:
     room = room_of(feedback)
     if room:
         return room
-    feedback = feedback.split("***")[0]  # "*** The End ***" and the score summary after it repeat the outcome
+    feedback = _without_board(feedback.split("***")[0])  # "*** The End ***" and the score summary after it
+    # repeat the outcome; a drawn board is the next step's cue
     text = " ".join(s.strip() for s in _SENTENCE.findall(feedback) if s.strip())
     return sanitize(text, EFFECT_CHARS)
 

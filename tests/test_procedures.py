@@ -59,3 +59,50 @@ def test_grounding_needs_a_command_object_or_room_of_the_episode(episode, WANDER
     assert grounding_problem(generic, logged) == "names no command, object or room of its episode"
     assert grounding_problem("the coin of the coin of the coin of the coin of the coin of the coin", logged) == \
         "repetition loop"
+
+
+def _played(game, family: str, commands: list[str]) -> dict:
+    """A real game played with fixed commands, logged in `agent.rollout`'s format."""
+    from agent.arena import open_env
+    from agent.prompts import prompt_messages
+    from oel.config import OELConfig
+
+    env = open_env(game, family, 20)
+    first = env.reset()
+    observation, admissible, turns, score, step = first.text, first.admissible, [], 0, None
+    for command in commands:
+        prefix = prompt_messages(OELConfig.acting_prompt, first.objective, first.text, turns, observation, admissible)
+        step = env.step(command)
+        score += step.score
+        turns.append({"prefix": prefix, "action": command, "output": command, "admissible": admissible,
+                      "feedback": step.text, "score": score, "reward": step.score})
+        observation, admissible = step.text, step.admissible
+    return {"id": "e1", "env": family, "won": step.won, "outcome": "won" if step.won else "lost",
+            "objective": first.objective, "turns": turns}
+
+
+def test_board_game_procedure_has_boards_for_cues_and_no_loops(tmp_path):
+    from agent.games import GameSpec, make_game
+
+    lake = make_game(GameSpec.parse("ta-frozenlake:size=3,holes=0", 0), cache_dir=tmp_path)  # start top-left, goal bottom-right
+    logged = _played(lake, "ta-frozenlake", ["[right]", "[left]", "[down]", "[down]", "[right]", "[right]"])
+    assert logged["won"]
+    procedure = extract_procedure(logged, "ta-frozenlake")
+    assert procedure.commands == ["[down]", "[down]", "[right]", "[right]"]  # there and back again is cut
+    text = procedure.text
+    assert text.startswith("Won ta-frozenlake in 4 steps: [P../.../..G] [down] -> You moved down to position (1, 0).")
+    assert "[.../.../P.G] [right]" in text  # each command after the board it was taken on
+    assert "+--" not in text and "Available" not in text  # no drawing and no list of moves
+
+
+def test_board_of_reads_a_sokoban_board_and_no_textworld_text(tmp_path, coin_game):
+    from agent.arena import open_env
+    from agent.envs import TextWorldEnv
+    from agent.games import GameSpec, make_game
+    from memory.procedures import board_of
+
+    sokoban = open_env(make_game(GameSpec.parse("ta-sokoban", 0), cache_dir=tmp_path), "ta-sokoban", 20).reset()
+    rows = board_of(sokoban.text).split("/")
+    assert len(rows) == 6 and {len(r) for r in rows} == {6} and "P" in "".join(rows) and "X" in "".join(rows)
+    world = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=5).reset()
+    assert board_of(world.objective) is None and board_of(world.text) is None
