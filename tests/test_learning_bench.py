@@ -96,6 +96,23 @@ def test_quick_bench_runs_every_arm(tmp_path, tiny_model_dir):
     assert again["rounds"] == saved["rounds"] and "Not run in this invocation" in (tmp_path / "R.md").read_text()
 
 
+def test_board_arm_alone_without_the_textworld_arm(tmp_path, tiny_model_dir):
+    """`--skip textworld`: one board arm and its targets, no recheck; skipping every arm is a one-line error."""
+    from oel.errors import OELError
+
+    common = ["--quick", "--model", str(tiny_model_dir), "--runs-dir", str(tmp_path / "runs"), "--docs",
+              str(tmp_path / "R.md"), "--set", "distill_steps=1", "--set", "distill_batch_size=2",
+              "--set", "reflection_max_new_tokens=12", "--out", str(tmp_path / "learning.json")]
+    result = bench.main(common + ["--skip", "textworld", "ood", "baselines", "sokoban"])
+    assert set(result["arms"]) == {"frozenlake"} and result["heldout_recheck"] is None and result["rounds"] == []
+    assert set(result["targets"]) == {"ood_drop_points", "frozenlake_base_success", "frozenlake_gain_points"}
+    assert not (tmp_path / "runs" / "textworld").exists()
+    docs = (tmp_path / "R.md").read_text()
+    assert "### frozenlake" in docs and "Not run in this invocation (`--skip textworld`)" in docs
+    with pytest.raises(OELError, match="no arm to run"):
+        bench.main(common + ["--skip", "textworld", "frozenlake", "sokoban"])
+
+
 def test_generate_targets_read_the_recheck():
     recheck = {"round0": {"invalid_per_episode": 10.0, "tokens_per_episode": 900.0},
                "final": {"invalid_per_episode": 4.0, "tokens_per_episode": 700.0}, "change_points": 12.5, "paired_p": 0.2}
