@@ -88,8 +88,8 @@ _RULE_ROW = re.compile(r"^\+(?:-+\+)+$")
 
 
 def _board_rows(text: str) -> tuple[int, int, list[str]] | None:
-    """Where a drawn board is in `text` (first and last line index) and its rows, one symbol a cell ('.' for
-    an empty cell), or None. A board is 3 or more rows of the same width; anything else, a TextWorld
+    """Where a drawn board is in `text` (its first and last row's line index) and its rows, one symbol a cell
+    ('.' for an empty cell), or None. A board is 3 or more rows of the same width; anything else, a TextWorld
     banner included, is not one."""
     lines = (text or "").splitlines()
     n = 0
@@ -129,7 +129,8 @@ def _without_board(text: str) -> str:
     if not found:
         return text
     before = (text or "").splitlines()[:found[0]]
-    while before and (not before[-1].strip() or before[-1].strip().endswith(":") or _RULE_ROW.match(before[-1].strip())):
+    while before and (not before[-1].strip() or before[-1].strip().endswith(":")
+                      or _RULE_ROW.match(before[-1].strip())):  # blank, heading or the top rule
         before.pop()
     return "\n".join(before)
 
