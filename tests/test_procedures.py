@@ -84,7 +84,8 @@ def _played(game, family: str, commands: list[str]) -> dict:
 def test_board_game_procedure_has_boards_for_cues_and_no_loops(tmp_path):
     from agent.games import GameSpec, make_game
 
-    lake = make_game(GameSpec.parse("ta-frozenlake:size=3,holes=0", 0), cache_dir=tmp_path)  # start top-left, goal bottom-right
+    # No hole: start top-left, goal bottom-right, and any path gets there.
+    lake = make_game(GameSpec.parse("ta-frozenlake:size=3,holes=0", 0), cache_dir=tmp_path)
     logged = _played(lake, "ta-frozenlake", ["[right]", "[left]", "[down]", "[down]", "[right]", "[right]"])
     assert logged["won"]
     procedure = extract_procedure(logged, "ta-frozenlake")
