@@ -49,6 +49,8 @@ class Policy:
         self._turns = threading.local()
         self.prompt_tokens = {"reused": 0, "encoded": 0}
         """Prompt tokens scored in choose mode, over all threads: taken from a turn cache, or encoded."""
+        self._stop_matchers: dict[tuple[str, ...], object] = {}
+        """One transformers `StopStringCriteria` per stop list (`stop_matcher`)."""
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, adapters: list[str | Path] = (), name: str | None = None,
@@ -149,7 +151,7 @@ class Policy:
         batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature,
                                                         "top_p": top_p, "top_k": top_k}
-        extra = {"stop_strings": list(stop), "tokenizer": tok} if stop else {}
+        extra = {"stopping_criteria": [self.stop_matcher(stop)]} if stop else {}
         if max_time is not None:
             extra["max_time"] = max_time
         if streamer is not None:
@@ -161,6 +163,17 @@ class Policy:
             n = next((i for i, t in enumerate(row) if t in self.end_ids or t == tok.pad_token_id), len(row))
             results.append((cut_at_stop(tok.decode(row[:n], skip_special_tokens=True), stop), n))
         return results
+
+    def stop_matcher(self, stop: list[str]):
+        """transformers' matcher for `stop` strings. Given `stop_strings`, `generate` builds it again from the
+        whole vocabulary on every call (a few tenths of a second on a CPU, one call per move in generate
+        mode); it keeps no state between calls, so one per stop list is built and reused."""
+        from transformers import StopStringCriteria
+
+        key = tuple(stop)
+        if key not in self._stop_matchers:
+            self._stop_matchers[key] = StopStringCriteria(self.tokenizer, list(key))
+        return self._stop_matchers[key]
 
 
 def merge_adapter(model, adapter_dir: str | Path):

@@ -284,6 +284,9 @@ def test_a_one_line_response_is_the_first_line_of_the_whole_one():
     [(whole, n_whole)] = policy.generate([prompt], 48, greedy=True)
     [(line, n_line)] = policy.generate([prompt], 48, greedy=True, stop=["\n"])
     assert "\n" in whole.strip() and line == whole.split("\n")[0] and n_line < n_whole
+    # The stop-string matcher is built once and reused: a second call ends at the same token.
+    assert policy.generate([prompt], 48, greedy=True, stop=["\n"]) == [(line, n_line)]
+    assert policy.stop_matcher(["\n"]) is policy.stop_matcher(["\n"])
     tok = policy.tokenizer
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
     ended = policy.model.generate(**ids, max_new_tokens=48, do_sample=False, pad_token_id=tok.pad_token_id,
