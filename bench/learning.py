@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.learning            # TextWorld, FrozenLake, Sokoban, 3 rounds, baselines, OOD
     .venv/bin/python -m bench.learning --quick    # 2 games, 1 round: checks the whole pipeline
-    .venv/bin/python -m bench.learning --skip textworld ood baselines --concurrency 16   # the board arms alone (a GPU)
+    .venv/bin/python -m bench.learning --skip textworld ood baselines --concurrency 16 \
+        --out bench/results/learning-boards.json --docs docs/BOARDS.md        # the board arms alone (a GPU)
 
 Every arm is an ordinary `oel loop` run directory under --runs-dir, with `eval_in_context` on, so each
 round records both the policy without memory and the round's teacher (the same policy with the experience
@@ -297,6 +298,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     if {"textworld", "frozenlake", "sokoban"} <= set(args.skip):
         raise OELError("--skip leaves no arm to run; keep at least one of textworld, frozenlake and sokoban")
+    if "textworld" in args.skip and (args.out == parser.get_default("out") or args.docs == parser.get_default("docs")):
+        # The full bench's results (its TextWorld arm, recheck and targets) would be replaced by the boards'.
+        raise OELError("--skip textworld writes the board arms alone: give --out and --docs files of their own, "
+                       f"so that {parser.get_default('out')} and {parser.get_default('docs')} keep the full bench")
     arms = {} if "textworld" in args.skip else {"textworld": run_arm("textworld", tw, args.runs_dir, console)}
     if "frozenlake" not in args.skip:
         arms["frozenlake"] = run_arm("frozenlake", config(challenges=FROZENLAKE, rounds=args.rounds,

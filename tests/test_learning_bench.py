@@ -111,6 +111,9 @@ def test_board_arm_alone_without_the_textworld_arm(tmp_path, tiny_model_dir):
     assert "### frozenlake" in docs and "Not run in this invocation (`--skip textworld`)" in docs
     with pytest.raises(OELError, match="no arm to run"):
         bench.main(common + ["--skip", "textworld", "frozenlake", "sokoban"])
+    # Written to the default files, the boards alone would replace the full bench's results there.
+    with pytest.raises(OELError, match="files of their own"):
+        bench.main(["--quick", "--skip", "textworld", "ood", "baselines", "sokoban"])
 
 
 def test_generate_targets_read_the_recheck():
