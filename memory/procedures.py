@@ -87,9 +87,9 @@ _RULE_ROW = re.compile(r"^\+(?:-+\+)+$")
 """A drawn board's rule between rows of cells: `+-----+-----+`."""
 
 
-def _board_rows(text: str) -> tuple[int, int, list[str]] | None:
-    """Where a drawn board is in `text` (its first and last row's line index) and its rows, one symbol a cell
-    ('.' for an empty cell), or None. A board is 3 or more rows of the same width; anything else, a TextWorld
+def _board_rows(text: str) -> tuple[int, list[str]] | None:
+    """Where a drawn board starts in `text` (its first row's line index) and its rows, one symbol a cell ('.'
+    for an empty cell), or None. A board is 3 or more rows of the same width; anything else, a TextWorld
     banner included, is not one."""
     lines = (text or "").splitlines()
     n = 0
@@ -112,7 +112,7 @@ def _board_rows(text: str) -> tuple[int, int, list[str]] | None:
             rows.append(row)
             n += 1
         if len(rows) >= 3:
-            return first, n - 1, rows
+            return first, rows
         n = max(n, first + 1)
     return None
 
@@ -120,7 +120,7 @@ def _board_rows(text: str) -> tuple[int, int, list[str]] | None:
 def board_of(text: str) -> str | None:
     """The board drawn in an observation, rows joined by '/' (`P.H./..../...G`), or None if it draws none."""
     found = _board_rows(text)
-    return "/".join(found[2]) if found else None
+    return "/".join(found[1]) if found else None
 
 
 def _without_board(text: str) -> str:
