@@ -35,6 +35,12 @@ REPLACEMENT_STRIDE = 100_000
 seed + k * REPLACEMENT_STRIDE (k = 1, 2, ...): beyond every split's range, so a replacement is never
 another split's game, and the same on every machine."""
 MAX_REPLACEMENTS = 20
+OPTION_ERRORS = ("AssertionError:", "ValueError:")
+"""How tw-make's challenges refuse their arguments (`recipe must have {1,2,3,4,5} ingredients`, `Expected level to
+be within [1-300]`), before anything is drawn from the seed. Seed-dependent failures are TextWorld's own exception
+classes (`...QuestGenerationError: Current map configuration doesn't permit quest of length`), printed with their
+module's name. The same builtin error on two seeds in a row stops the suite at once, naming the options: other
+seeds would only print the same warning 20 more times."""
 TW_MAKE_TIMEOUT_S = 180
 
 
@@ -61,7 +67,7 @@ class GameSpec:
         settings = parse_options(name, rest.strip())  # checks every option, whatever the form
         if not rest.strip() or rest.strip().isdigit():
             return cls(name, int(rest) if rest.strip() else None, seed)
-        return cls(name, None, seed, ",".join(f"{k}={v}" if v else k for k, v in settings))
+        return cls(name, None, seed, options_text(settings))
 
     @property
     def settings(self) -> tuple[tuple[str, str], ...]:
@@ -85,6 +91,11 @@ class GameSpec:
 
     def tw_make_args(self) -> list[str]:
         return [*tw_make_args(self.challenge, self.settings), "--seed", str(self.seed)]
+
+
+def options_text(settings: tuple[tuple[str, str], ...]) -> str:
+    """`key=value,flag,...`, as a spec writes its options."""
+    return ",".join(f"{k}={v}" if v else k for k, v in settings)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -244,7 +255,7 @@ def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str =
     book = book or SuiteBook.empty()
     paths = []
     for spec in progress(specs, desc=f"making {desc} games", unit="game"):
-        made_any = False
+        made_any, previous = False, None
         for k in range(MAX_REPLACEMENTS + 1):
             candidate = spec.at_seed(spec.seed + k * REPLACEMENT_STRIDE)
             try:
@@ -257,6 +268,10 @@ def make_suite(specs: list[GameSpec], cache_dir: Path | None = None, desc: str =
             if reason is None:
                 paths.append(path)
                 break
+            if reason == previous and reason.startswith(OPTION_ERRORS):
+                raise OELError(f"tw-make refuses {spec.challenge}:{options_text(spec.settings)}: "
+                               f"{reason} (the same on two seeds: change the options)")
+            previous = reason
             replacement = spec.seed + (k + 1) * REPLACEMENT_STRIDE
             book.skipped.append({"split": desc, "game": candidate.name, "reason": reason, "replaced_by_seed": replacement})
             warn(f"skipped {candidate.name} ({desc}): {reason}; trying seed {replacement}")

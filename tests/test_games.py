@@ -60,6 +60,14 @@ def test_a_seed_that_cannot_be_made_is_skipped_recorded_and_replaced(tmp_path, c
         make_suite([GameSpec.parse("ta-sokoban:size=5,boxes=2", 0)], tmp_path)
 
 
+@pytest.mark.slow
+def test_options_tw_make_refuses_stop_the_suite_on_the_second_seed(tmp_path, capsys):
+    with pytest.raises(OELError, match=r"tw-make refuses tw-cooking:go=1,recipe=9,take=1: AssertionError: recipe must "
+                                       r"have \{1,2,3,4,5\} ingredients. \(the same on two seeds"):
+        make_suite([GameSpec.parse("tw-cooking:recipe=9", 0)], tmp_path)
+    assert capsys.readouterr().err.count("warning: skipped") == 1  # seed 0; seed 100000 stops it, not 19 more
+
+
 def test_a_frozenlake_board_met_twice_is_one_game(tmp_path):
     specs = [GameSpec.parse("ta-frozenlake", s) for s in range(6)]
     assert content_key(make_game(specs[3], tmp_path)) == content_key(make_game(specs[1], tmp_path))  # same 3x3 board
