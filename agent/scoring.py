@@ -21,6 +21,17 @@ def candidate_logprobs(model, tokenizer, prompt: str, candidates: list[str], end
     return batch_candidate_logprobs(model, tokenizer, [prompt], [candidates], end_ids)[0]
 
 
+def rows_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lists: list[list[str]],
+                            end_ids: list[int]) -> list[torch.Tensor]:
+    """`batch_candidate_logprobs` for a batch whose prompts differ in length, as a consolidation's do: one batch on
+    an accelerator, one prompt at a time on a CPU. A CPU is busy with one prompt already, so a batch gains
+    nothing there and pays for its left-padding: with a consolidation's prompts (200 to 1000 tokens), the teacher
+    and the student each took about 1.4x as long as one padded batch of 4 (docs/BENCHMARKS.md, "Consolidation")."""
+    if model.device.type != "cpu":
+        return batch_candidate_logprobs(model, tokenizer, prompts, candidate_lists, end_ids)
+    return [candidate_logprobs(model, tokenizer, p, c, end_ids) for p, c in zip(prompts, candidate_lists)]
+
+
 def batch_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lists: list[list[str]],
                              end_ids: list[int]) -> list[torch.Tensor]:
     """Score every prompt's candidates with one prefill and one packed forward pass.

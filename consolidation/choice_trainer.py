@@ -8,8 +8,9 @@ for this objective; its SDFT trainer covers the token-level (generate-mode) one.
 - loss: reverse KL(student || teacher) over the commands (`losses.choice_kl`), averaged over the batch.
 Every step scores the student fresh with its current weights, so training stays on-policy. The teacher is
 frozen for the whole consolidation, so its distribution over a record's commands never changes: it is
-computed once per record and kept (`teacher_cache`), not at every step the record appears in. The batch's
-rows are scored together (`batch_candidate_logprobs`: one prefill, one packed pass), not one by one.
+computed once per record and kept (`teacher_cache`), not at every step the record appears in. Each prompt's
+commands are scored together on its shared prefix; the batch's prompts in one padded pass on an accelerator,
+one by one on a CPU (`rows_candidate_logprobs`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from transformers import Trainer
 
 from agent.prompts import with_context
-from agent.scoring import batch_candidate_logprobs
+from agent.scoring import rows_candidate_logprobs
 from agent.templates import render_prompt
 from consolidation.losses import choice_kl
 
@@ -37,7 +38,7 @@ class ChoiceDistillTrainer(Trainer):
         return render_prompt(self.processing_class, messages)
 
     def teacher_logprobs(self, model, rows: list[dict]) -> list[torch.Tensor]:
-        """The frozen teacher's scores of each row's commands: those not seen yet, in one batch."""
+        """The frozen teacher's scores of each row's commands, scored only for rows not seen before."""
         keys = [(self.render(with_context(r["prompt"], r["privileged_context"], self.teacher_template)),
                  tuple(r["candidates"])) for r in rows]
         new = list(dict.fromkeys(k for k in keys if k not in self.teacher_cache))
@@ -46,15 +47,15 @@ class ChoiceDistillTrainer(Trainer):
             # takes no gradient, so nothing of it is synchronised).
             peft = self.accelerator.unwrap_model(model)
             with torch.no_grad(), peft.disable_adapter():
-                scores = batch_candidate_logprobs(peft, self.processing_class, [k[0] for k in new],
-                                                  [list(k[1]) for k in new], self.end_ids)
+                scores = rows_candidate_logprobs(peft, self.processing_class, [k[0] for k in new],
+                                                 [list(k[1]) for k in new], self.end_ids)
             self.teacher_cache.update((k, v.detach()) for k, v in zip(new, scores))
         return [self.teacher_cache[k] for k in keys]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher = self.teacher_logprobs(model, inputs)
-        student = batch_candidate_logprobs(model, self.processing_class, [self.render(r["prompt"]) for r in inputs],
-                                           [r["candidates"] for r in inputs], self.end_ids)
+        student = rows_candidate_logprobs(model, self.processing_class, [self.render(r["prompt"]) for r in inputs],
+                                          [r["candidates"] for r in inputs], self.end_ids)
         # The scores come back on the CPU (where sampling lives); the trainer wants the loss on the model's device.
         loss = torch.stack([choice_kl(s, t, self.temperature) for s, t in zip(student, teacher)]).mean()
         loss = loss.to(self.args.device)

@@ -5,7 +5,7 @@ import json
 import torch
 
 from agent.batching import BatchedPolicy
-from agent.scoring import batch_candidate_logprobs, naive_candidate_logprobs
+from agent.scoring import batch_candidate_logprobs, naive_candidate_logprobs, rows_candidate_logprobs
 from oel.config import OELConfig
 
 
@@ -16,7 +16,10 @@ def test_batched_scores_match_single_prompt_scores(tiny_policy):
     with torch.no_grad():
         batched = batch_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompts, candidates,
                                            tiny_policy.end_ids)
-    for prompt, cands, got in zip(prompts, candidates, batched):
+        by_row = rows_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompts, candidates,
+                                         tiny_policy.end_ids)  # the CPU's path: no padding
+    for prompt, cands, got, row in zip(prompts, candidates, batched, by_row):
+        assert torch.allclose(row, got, atol=1e-4)
         assert torch.allclose(got, naive_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompt, cands,
                                                             tiny_policy.end_ids), atol=1e-4)
 
