@@ -25,8 +25,9 @@ def rows_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_list
                             end_ids: list[int]) -> list[torch.Tensor]:
     """`batch_candidate_logprobs` for a batch whose prompts differ in length, as a consolidation's do: one batch on
     an accelerator, one prompt at a time on a CPU. A CPU is busy with one prompt already, so a batch gains
-    nothing there and pays for its left-padding: with a consolidation's prompts (200 to 1000 tokens), the teacher
-    and the student each took about 1.4x as long as one padded batch of 4 (docs/BENCHMARKS.md, "Consolidation")."""
+    nothing there and pays for its left-padding: with a consolidation's prompts (200 to 1000 tokens), one padded
+    batch of 4 took 1.14x to 1.37x as long as the same prompts one at a time, for the teacher and for the student
+    (docs/BENCHMARKS.md, "Consolidation")."""
     if model.device.type != "cpu":
         return batch_candidate_logprobs(model, tokenizer, prompts, candidate_lists, end_ids)
     return [candidate_logprobs(model, tokenizer, p, c, end_ids) for p, c in zip(prompts, candidate_lists)]
