@@ -8,7 +8,8 @@ All three train the same LoRA adapter (`consolidation.distill.training_settings`
 on the same prefixes: those of `--games` real TextWorld games the embedded SmolLM2-135M plays first.
 
 - `choices`: the choose-mode objective (`ChoiceDistillTrainer`): reverse KL over the admissible commands,
-  the teacher's scores computed once per record, the student's batched with the shared-prefix kernel;
+  the teacher's scores computed once per record, the student's with the shared-prefix kernel (a batch's
+  prompts at once on an accelerator, one at a time on a CPU);
 - `tokens`: the generate-mode objective (TRL's SDFT): the student samples a response, the teacher scores
   it token by token;
 - `sft`: plain supervised fine-tuning on the prompt plus the command the policy took (what each step of
