@@ -69,29 +69,36 @@ def knowledge_copy(run_dir: Path, round: int, into: Path, unquarantine: bool = F
     return memory
 
 
-def table_rows(rows: dict) -> list[tuple[str, str, str, str, str]]:
-    """(context, success, steps/ep, games gained / lost against `none`, exact McNemar p) per context."""
+def table_rows(rows: dict, generate: bool = False) -> list[tuple[str, ...]]:
+    """(context, success, steps/ep, games gained / lost against `none`, exact McNemar p) per context; in
+    generate mode also invalid responses and generated tokens per episode."""
     out = []
     for name, row in rows.items():
         gained, lost = gained_lost(rows["none"]["wins"], row["wins"])
         versus, p = ("-", "-") if name == "none" else (f"{gained} / {lost}", str(paired_p(rows["none"]["wins"], row["wins"])))
-        out.append((name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", versus, p))
+        cells = (name, pct(row["success"], row["ci95"]), f"{row['steps']:.1f}", versus, p)
+        if generate:
+            cells += (f"{row.get('invalid_per_episode', 0):.1f}", f"{row['tokens_per_episode']:.0f}")
+        out.append(cells)
     return out
 
 
 HEADER = ("context in the prompt", "success", "steps/ep", "vs none: gained / lost", "p")
+GENERATE_HEADER = (*HEADER, "invalid/ep", "tokens/ep")
+"""In generate mode the teacher must also write commands: how many of its responses were not one, and its cost."""
 
 
 def markdown(result: dict) -> str:
-    rows = result["contexts"]
+    rows, generate = result["contexts"], result.get("action_mode") == "generate"
+    header = GENERATE_HEADER if generate else HEADER
     lines = [SECTION[0], "", "## Teacher contexts (`bench/teacher.py`)", "", f"Command: `{result['command']}`  ",
              f"Measured {result['measured_at']}: round {result['round']} of `{result['run_dir']}`, policy "
              f"{result['policy'] or 'the base model'}, {rows['none']['n_games']} test games, k = {result['k']}"
              + (f", utility threshold {result['utility_threshold']}" if result.get("utility_threshold") is not None else "")
              + (", quarantined insights used too" if result.get("unquarantined") else "")
-             + ".", "",
-             "| " + " | ".join(HEADER) + " |", "|---" * len(HEADER) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+             + (", generate mode" if generate else "") + ".", "",
+             "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows, generate)]
     return "\n".join([*lines, "", SECTION[1]])
 
 
@@ -126,7 +133,10 @@ def main(argv: list[str] | None = None) -> dict:
     cache = RunDir(args.run_dir).report(f"teacher_r{args.round}")
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
     games = [s.name for s in specs]
-    base = f"k={cfg.retrieve_k}|{args.policy or 'base'}"
+    # Overridden settings (`--set`) are part of the key, so that, say, a generate-mode evaluation never reads as
+    # the run's own choose-mode one.
+    overrides = " ".join(sorted(args.set))
+    base = f"k={cfg.retrieve_k}|{args.policy or 'base'}" + (f" {overrides}" if overrides else "")
     with tempfile.TemporaryDirectory() as tmp, \
             knowledge_copy(args.run_dir, args.round, Path(tmp), args.unquarantine) as memory:
         if cfg.utility_threshold is not None:  # measured afresh, as the loop would with this code and policy
@@ -157,13 +167,15 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {saved[k]["label"]: {f: v for f, v in saved[k].items() if f != "label"} for k in measured}
 
     result = {"run_dir": str(args.run_dir), "round": args.round, "policy": args.policy, "k": cfg.retrieve_k,
+              "action_mode": cfg.action_mode,
               "utility_threshold": cfg.utility_threshold, "unquarantined": args.unquarantine,
               "contexts": rows, "measured_at": time.strftime("%Y-%m-%d"),
               "command": "python -m bench.teacher " + shlex.join(argv if argv is not None else sys.argv[1:])}
     write_atomic(args.out, json.dumps(result, indent=2))
     write_docs(args.docs, markdown(result), SECTION)
-    table = Table(*HEADER)
-    for cells in table_rows(rows):
+    generate = cfg.action_mode == "generate"
+    table = Table(*(GENERATE_HEADER if generate else HEADER))
+    for cells in table_rows(rows, generate):
         table.add_row(*cells)
     console.print(table)
     console.print(f"wrote {args.out} and {args.docs}")

@@ -203,6 +203,14 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     assert "| knowledge+trajectories |" in (tmp_path / "R.md").read_text()
     with pytest.raises(OELError, match="round 2"):
         teacher.main([*args, "--round", "2"])
+    # The same contexts in generate mode are played afresh (a --set is part of what is saved), and its table
+    # counts the responses that were no command.
+    generated = teacher.main([*args, "--contexts", "knowledge", "--set", 'action_mode="generate"',
+                              "--set", "max_new_tokens=4"])
+    assert generated["action_mode"] == "generate" and set(generated["contexts"]) == {"none", "knowledge"}
+    assert all(len(row["wins"]) == 3 and "invalid_per_episode" in row for row in generated["contexts"].values())
+    assert "| invalid/ep | tokens/ep |" in (tmp_path / "R.md").read_text()
+    assert teacher.main([*args, "--contexts", "knowledge"])["contexts"]["none"] == rows["none"]
 
     # The acting prompt formats on validation games, alone and with the round's memory, paired.
     import bench.prompts as prompts
