@@ -17,7 +17,9 @@ policy plays the same held-out games with the same sampling seeds, with in its p
 - `trajectories`: round R's train episodes of the game's family, as raw play logs (the paper's baseline);
 - `knowledge+trajectories`: insights, then play logs.
 
-Retrieval follows the run's settings (`--set utility_threshold=0` skips items of negative utility). The
+Retrieval follows the run's settings (`--set utility_threshold=0` skips items of negative utility). In
+generate mode (the run's, or `--set 'action_mode="generate"'`) the table adds invalid responses and generated
+tokens per episode: there the teacher must also write the command. The
 items are read from a copy of the run's memory, so the run is not changed. Each evaluation is saved
 in `<run-dir>/reports/teacher_r<R>.json` and reused for the same policy, context, k and games. Writes
 --out (JSON) and the marked section of --docs: success with Wilson 95% intervals, steps per episode, and
