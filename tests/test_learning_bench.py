@@ -210,6 +210,8 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     assert generated["action_mode"] == "generate" and set(generated["contexts"]) == {"none", "knowledge"}
     assert all(len(row["wins"]) == 3 and "invalid_per_episode" in row for row in generated["contexts"].values())
     assert "| invalid/ep | tokens/ep |" in (tmp_path / "R.md").read_text()
+    saved = json.loads((run_dir / "reports" / "teacher_r1.json").read_text())
+    assert len([key for key in saved if key.startswith("none|")]) == 2  # the choose-mode row and the generate-mode one
     assert teacher.main([*args, "--contexts", "knowledge"])["contexts"]["none"] == rows["none"]
 
     # The acting prompt formats on validation games, alone and with the round's memory, paired.
