@@ -9,8 +9,11 @@ for this objective; its SDFT trainer covers the token-level (generate-mode) one.
 Every step scores the student fresh with its current weights, so training stays on-policy. The teacher is
 frozen for the whole consolidation, so its distribution over a record's commands never changes: it is
 computed once per record and kept (`teacher_cache`), not at every step the record appears in. Each prompt's
-commands are scored together on its shared prefix; the batch's prompts in one padded pass on an accelerator,
-one by one on a CPU (`rows_candidate_logprobs`).
+commands are scored together on its shared prefix. The student's prompts go through in one padded pass on an
+accelerator, one by one on a CPU (`rows_candidate_logprobs`). The teacher's go through per batch on an
+accelerator; on a CPU all the records are scored at the first step, in one sorted pass where each prompt
+reuses the encoding of the one before (`frozen_rows_logprobs`): a consolidation's teacher prompts are the
+turns of a few episodes with the same knowledge, so about a quarter of their tokens need encoding.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import torch
 from transformers import Trainer
 
 from agent.prompts import with_context
-from agent.scoring import rows_candidate_logprobs
+from agent.scoring import frozen_rows_logprobs, rows_candidate_logprobs
 from agent.templates import render_prompt
 from consolidation.losses import choice_kl
+from oel.progress import progress
 
 
 class ChoiceDistillTrainer(Trainer):
@@ -37,18 +41,29 @@ class ChoiceDistillTrainer(Trainer):
         """As acting renders a choose-mode prompt (never thinking), so the student learns what it acts on."""
         return render_prompt(self.processing_class, messages)
 
+    def teacher_key(self, row: dict) -> tuple[str, tuple[str, ...]]:
+        """What the teacher's scores of a row depend on: its rendered prompt with the context, and the commands."""
+        return (self.render(with_context(row["prompt"], row["privileged_context"], self.teacher_template)),
+                tuple(row["candidates"]))
+
     def teacher_logprobs(self, model, rows: list[dict]) -> list[torch.Tensor]:
-        """The frozen teacher's scores of each row's commands, scored only for rows not seen before."""
-        keys = [(self.render(with_context(r["prompt"], r["privileged_context"], self.teacher_template)),
-                 tuple(r["candidates"])) for r in rows]
-        new = list(dict.fromkeys(k for k in keys if k not in self.teacher_cache))
+        """The frozen teacher's scores of each row's commands, scored only for rows not seen before (on a
+        CPU, every record of the dataset at the first call: see the module docstring)."""
+        peft = self.accelerator.unwrap_model(model)
+        keys = [self.teacher_key(r) for r in rows]
+        wanted = keys
+        if peft.device.type == "cpu" and not self.teacher_cache:
+            wanted = keys + [self.teacher_key(r) for r in self.train_dataset]
+        new = list(dict.fromkeys(k for k in wanted if k not in self.teacher_cache))
         if new:
+            bar = progress(total=len(new), desc="teacher scores", unit="prompt") if len(new) > len(rows) else None
             # The teacher is the PEFT model itself (unwrapped from DDP when several processes train: it
             # takes no gradient, so nothing of it is synchronised).
-            peft = self.accelerator.unwrap_model(model)
-            with torch.no_grad(), peft.disable_adapter():
-                scores = rows_candidate_logprobs(peft, self.processing_class, [k[0] for k in new],
-                                                 [list(k[1]) for k in new], self.end_ids)
+            with peft.disable_adapter():
+                scores = frozen_rows_logprobs(peft, self.processing_class, [k[0] for k in new],
+                                              [list(k[1]) for k in new], self.end_ids, bar)
+            if bar is not None:
+                bar.close()
             self.teacher_cache.update((k, v.detach()) for k, v in zip(new, scores))
         return [self.teacher_cache[k] for k in keys]
 

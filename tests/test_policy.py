@@ -58,3 +58,33 @@ def test_turn_cache_scores_equal_a_fresh_encoding(tiny_policy):
     finally:
         tiny_policy.reset_cache()
     assert tiny_policy.prompt_tokens["reused"] - before["reused"] > 0
+
+
+def test_frozen_rows_scores_equal_fresh_encodings_in_the_callers_order(tiny_policy, monkeypatch):
+    """The frozen teacher's CPU path scores prompts in sorted order through one turn cache: the scores are
+    each prompt's own, returned in the order given, and prompts that extend each other reuse encodings."""
+    import agent.scoring
+    from agent.scoring import TurnCache, candidate_logprobs, frozen_rows_logprobs
+
+    reused = []
+
+    class CountingCache(TurnCache):
+        def score(self, *args):
+            out = super().score(*args)
+            reused.append(self.last_reused)
+            return out
+
+    monkeypatch.setattr(agent.scoring, "TurnCache", CountingCache)
+
+    base = tiny_policy.render([{"role": "user", "content": "Objective: find the coin.\nNow: a room."}])
+    prompts = [base.replace("a room.", "a room.\n> go east\nA hall."), "Another game entirely.", base,
+               base.replace("a room.", "a room.\n> go east\nA hall.\n> open door\nIt opens.")]
+    cands = [["go east", "take coin"], ["look"], ["open door", "go north", "take coin"], ["go west", "look"]]
+    ticks = []
+    bar = type("Bar", (), {"update": lambda self, n: ticks.append(n)})()
+    scores = frozen_rows_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompts, cands, tiny_policy.end_ids, bar)
+    assert sum(ticks) == len(prompts) and not any(s.requires_grad for s in scores)
+    assert sorted(reused)[-2] > 0  # the two longer prompts each extend the one sorted before them
+    for prompt, c, got in zip(prompts, cands, scores):
+        fresh = candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompt, c, tiny_policy.end_ids)
+        assert got.shape == (len(c),) and torch.allclose(got, fresh, atol=1e-5)
