@@ -156,6 +156,8 @@ class Policy:
             extra["max_time"] = max_time
         if streamer is not None:
             extra["streamer"] = streamer
+        if len(set(prompts)) < len(prompts) and batch.input_ids.shape[1] > 1:
+            extra["past_key_values"] = self.prefill_once(prompts, batch)
         out = self.model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **sampling, **extra)
         results = []
         for row in out[:, batch.input_ids.shape[1]:]:
@@ -163,6 +165,21 @@ class Policy:
             n = next((i for i, t in enumerate(row) if t in self.end_ids or t == tok.pad_token_id), len(row))
             results.append((cut_at_stop(tok.decode(row[:n], skip_special_tokens=True), stop), n))
         return results
+
+    def prefill_once(self, prompts: list[str], batch) -> object:
+        """The KV cache of a batch's prompts but their last token, each distinct prompt encoded once and its
+        cache copied to the rows that repeat it; `generate` then encodes only the last tokens. Reflection asks
+        for several samples of one prompt (`reflection_samples`), and on a CPU encoding each copy of it was
+        most of the call's cost."""
+        first_row = {}
+        rows = [first_row.setdefault(p, i) for i, p in enumerate(prompts)]
+        distinct = list(first_row.values())
+        ids, mask = batch.input_ids[distinct, :-1], batch.attention_mask[distinct, :-1]
+        out = self.model(ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=True,
+                         logits_to_keep=1)
+        cache = out.past_key_values
+        cache.reorder_cache(torch.tensor([distinct.index(r) for r in rows], device=ids.device))
+        return cache
 
     def stop_matcher(self, stop: list[str]):
         """transformers' matcher for `stop` strings. Given `stop_strings`, `generate` builds it again from the

@@ -88,3 +88,18 @@ def test_frozen_rows_scores_equal_fresh_encodings_in_the_callers_order(tiny_poli
     for prompt, c, got in zip(prompts, cands, scores):
         fresh = candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompt, c, tiny_policy.end_ids)
         assert got.shape == (len(c),) and torch.allclose(got, fresh, atol=1e-5)
+
+
+def test_repeated_prompts_are_encoded_once_and_write_what_each_would_alone(tiny_policy, monkeypatch):
+    """Reflection samples one prompt several times: its cache is made once per distinct prompt and copied,
+    and every row still writes what it writes alone (greedy, so the answers are comparable)."""
+    one = tiny_policy.render([{"role": "user", "content": "What did you learn from this game?"}])
+    two = tiny_policy.render([{"role": "user", "content": "A shorter one."}])
+    prompts = [one, one, two, one]
+    encoded = []
+    prefill = tiny_policy.prefill_once
+    monkeypatch.setattr(tiny_policy, "prefill_once", lambda p, b: encoded.append(len(set(p))) or prefill(p, b))
+    together = tiny_policy.generate(prompts, max_new_tokens=6, greedy=True)
+    assert encoded == [2]
+    assert together == [tiny_policy.generate([p], max_new_tokens=6, greedy=True)[0] for p in prompts]
+    assert encoded == [2]  # a call without repeats encodes as before
