@@ -116,6 +116,20 @@ def test_board_arm_alone_without_the_textworld_arm(tmp_path, tiny_model_dir):
         bench.main(["--quick", "--skip", "textworld", "ood", "baselines", "sokoban"])
 
 
+def test_wordings_change_only_the_words_of_the_acting_prompt():
+    from agent.prompts import acting_messages, situation_text
+    from bench.wording import STRICT, WORDINGS, worded
+
+    commands = ["go east", "take coin"]
+    base = acting_messages(situation_text("get the coin", [], "A room.", commands))
+    assert worded(base, commands, WORDINGS["base"]) == base
+    listed = worded(base, commands, WORDINGS["strict+list"])
+    assert listed[0]["content"] == STRICT and "Valid commands:\ngo east\ntake coin\n" in listed[1]["content"]
+    assert listed[1]["content"].endswith("exactly as written:") and "Your command:" not in listed[1]["content"]
+    only = worded(base, commands, WORDINGS["only"])[1]["content"]
+    assert only == base[1]["content"].removesuffix("Your command:") + "Reply with the command only:"
+
+
 def test_generate_targets_read_the_recheck():
     recheck = {"round0": {"invalid_per_episode": 10.0, "tokens_per_episode": 900.0},
                "final": {"invalid_per_episode": 4.0, "tokens_per_episode": 700.0}, "change_points": 12.5, "paired_p": 0.2}
@@ -243,6 +257,14 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     assert all(row["n_games"] == 2 and row["invalid_per_episode"] <= row["steps"] for row in levers.values())
     with pytest.raises(SystemExit):  # an unknown lever is a usage error, before anything is played
         generate.main(["--run-dir", str(run_dir), "--levers", "louder"])
+
+    # Acting prompt wordings: every wording samples the same situations, paired response by response.
+    import bench.wording as wording
+
+    worded = wording.main(["--run-dir", str(run_dir), "--games", "2", "--samples", "2", "--out", str(tmp_path / "wd.json")])
+    assert list(worded["rows"]) == list(wording.WORDINGS) and 2 <= worded["situations"] <= 4
+    assert all(row["responses"] == 2 * worded["situations"] and 0 <= row["valid"] <= 1 for row in worded["rows"].values())
+    assert worded["rows"]["base"]["vs_base"] is None and sum(worded["rows"]["only"]["vs_base"]["gained_lost"]) <= 8
 
     # Every checkpoint on more test games, promoted or not, paired with the base model.
     import bench.arms
