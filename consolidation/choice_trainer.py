@@ -49,6 +49,8 @@ class ChoiceDistillTrainer(Trainer):
     def teacher_logprobs(self, model, rows: list[dict]) -> list[torch.Tensor]:
         """The frozen teacher's scores of each row's commands, scored only for rows not seen before (on a
         CPU, every record of the dataset at the first call: see the module docstring)."""
+        # The teacher is the PEFT model itself (unwrapped from DDP when several processes train: it takes no
+        # gradient, so nothing of it is synchronised).
         peft = self.accelerator.unwrap_model(model)
         keys = [self.teacher_key(r) for r in rows]
         wanted = keys
@@ -57,8 +59,6 @@ class ChoiceDistillTrainer(Trainer):
         new = list(dict.fromkeys(k for k in wanted if k not in self.teacher_cache))
         if new:
             bar = progress(total=len(new), desc="teacher scores", unit="prompt") if len(new) > len(rows) else None
-            # The teacher is the PEFT model itself (unwrapped from DDP when several processes train: it
-            # takes no gradient, so nothing of it is synchronised).
             with peft.disable_adapter():
                 scores = frozen_rows_logprobs(peft, self.processing_class, [k[0] for k in new],
                                               [list(k[1]) for k in new], self.end_ids, bar)
