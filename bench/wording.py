@@ -26,14 +26,17 @@ from bench.common import pct, report_comparison, validation_comparison, versus_c
 from oel.errors import one_line_errors
 from oel.stats import gained_lost, paired_p, wilson
 
-STRICT = "You are playing a text adventure game. Reply with one of the valid commands, copied exactly, and nothing else."
+STRICT = {"system": "You are playing a text adventure game. Reply with one of the valid commands, copied exactly, "
+                    "and nothing else."}
+LISTED = {"list": True, "ask": "Reply with one of these commands, exactly as written:"}
+ONLY = {"ask": "Reply with the command only:"}
 WORDINGS = {
     "base": {},  # the product's acting prompt (transcript format)
-    "strict": {"system": STRICT},
-    "list": {"list": True, "ask": "Reply with one of these commands, exactly as written:"},
-    "strict+list": {"system": STRICT, "list": True, "ask": "Reply with one of these commands, exactly as written:"},
-    "only": {"ask": "Reply with the command only:"},
-    "strict+only": {"system": STRICT, "ask": "Reply with the command only:"},
+    "strict": STRICT,
+    "list": LISTED,
+    "strict+list": {**STRICT, **LISTED},
+    "only": ONLY,
+    "strict+only": {**STRICT, **ONLY},
 }
 """Each wording's changes to the acting prompt: the system prompt, the commands one a line, the closing request."""
 

@@ -124,7 +124,7 @@ def test_wordings_change_only_the_words_of_the_acting_prompt():
     base = acting_messages(situation_text("get the coin", [], "A room.", commands))
     assert worded(base, commands, WORDINGS["base"]) == base
     listed = worded(base, commands, WORDINGS["strict+list"])
-    assert listed[0]["content"] == STRICT and "Valid commands:\ngo east\ntake coin\n" in listed[1]["content"]
+    assert listed[0]["content"] == STRICT["system"] and "Valid commands:\ngo east\ntake coin\n" in listed[1]["content"]
     assert listed[1]["content"].endswith("exactly as written:") and "Your command:" not in listed[1]["content"]
     only = worded(base, commands, WORDINGS["only"])[1]["content"]
     assert only == base[1]["content"].removesuffix("Your command:") + "Reply with the command only:"
