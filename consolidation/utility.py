@@ -9,7 +9,7 @@ For an item of family F, take logged prefixes of F's episodes other than the ite
 
 On each, the teacher (the policy in force) scores the logged action twice: with the prefix alone, and
 with the item in the knowledge slot before the situation, exactly as the consolidation teacher sees it
-(`agent.prompts.with_knowledge`, as `choice_trainer.teacher_messages` composes it). The item's utility is the mean of
+(`agent.prompts.with_knowledge`, which composes it as the consolidation teacher's `agent.prompts.with_context` does). The item's utility is the mean of
 
     sign * (log p(action | item, prefix) - log p(action | prefix))
 
