@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 from pathlib import Path
 
 import torch
@@ -26,9 +27,9 @@ from rich.table import Table
 
 from agent.policy import Policy
 from agent.prompts import with_context
+from bench.teacher import knowledge_copy
 from consolidation.dataset import build_dataset, load_trajectories
 from consolidation.distill import TEACHER_TEMPLATE
-from memory.store import Memory
 from oel.config import load_run_config
 from oel.errors import OELError, one_line_errors
 from oel.progress import progress
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not run.round_log(args.round).is_file():
         raise OELError(f"{run.round_log(args.round)} does not exist: pick a round the run has played")
     cfg = load_run_config(run.root)
-    with Memory(run.memory, read_only=True) as memory:
+    # The round's items as its consolidation retrieved them: active again if the loop has since pruned them.
+    with tempfile.TemporaryDirectory() as tmp, knowledge_copy(args.run_dir, args.round, Path(tmp)) as memory:
         records, _ = build_dataset(load_trajectories([run.round_log(args.round)]), memory, cfg)
     if not records:
         raise OELError(f"round {args.round} of {args.run_dir} has no prefixes with knowledge to teach from")

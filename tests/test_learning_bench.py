@@ -286,3 +286,41 @@ def test_teacher_and_candidates_benches_on_one_run(tmp_path, tiny_model_dir, mon
     with pytest.raises(OELError, match="not a run directory"):
         candidates.main(["--run-dir", str(tmp_path / "nothing")])
 
+
+
+def test_sdft_levers_bench_on_a_run(tmp_path, tiny_model_dir):
+    """Generate mode's SDFT on a run's prefixes: teacher against student there, then one consolidation per
+    setting, each paired with the base model on validation situations; the run itself is left as it was."""
+    from consolidation.loop import run_loop
+    from memory.store import Memory
+    from oel.config import OELConfig
+    from oel.errors import OELError
+
+    import bench.sdft_levers as levers
+
+    run_dir = tmp_path / "run"
+    with Memory(run_dir / "memory") as memory:  # a random model writes no usable knowledge: seed it
+        memory.add("Take the coin as soon as you see it.", env="tw-coin_collector", source="seed", outcome="won",
+                   round=1, created_by="hand")
+    run_loop(OELConfig(model=str(tiny_model_dir), challenges=["tw-coin_collector:1"], train_games=2, validation_games=2,
+                       test_games=2, max_steps=3, rounds=1, distill_steps=1, distill_batch_size=2, action_mode="generate",
+                       max_new_tokens=6, distill_max_new_tokens=6, reflection_max_new_tokens=8), run_dir)
+    with Memory(run_dir / "memory", read_only=True) as memory:
+        before = memory.export()
+    args = ["--run-dir", str(run_dir), "--games", "2", "--prefixes", "3", "--samples", "2", "--out", str(tmp_path / "s.json")]
+    result = levers.main([*args, "--setting", "learning_rate=0.5"])
+    rows = result["rows"]
+    assert list(rows) == ["student, train prefixes", "teacher, train prefixes", "base model, validation",
+                          "after SDFT: run's settings", "after SDFT: learning_rate=0.5"]
+    assert rows["student, train prefixes"]["responses"] == rows["teacher, train prefixes"]["responses"] == 2 * result["prefixes"]
+    assert sum(rows["teacher, train prefixes"]["vs"]["gained_lost"]) <= 2 * result["prefixes"]
+    for name in ("after SDFT: run's settings", "after SDFT: learning_rate=0.5"):
+        row = rows[name]
+        assert row["responses"] == rows["base model, validation"]["responses"] == 2 * result["situations"]
+        assert row["training"]["loss"] is not None and sum(row["vs"]["gained_lost"]) <= row["responses"]
+    assert rows["after SDFT: learning_rate=0.5"]["setting"] == {"learning_rate": 0.5}
+    assert json.loads((tmp_path / "s.json").read_text())["rows"].keys() == rows.keys()
+    with Memory(run_dir / "memory", read_only=True) as memory:
+        assert memory.export() == before
+    with pytest.raises(OELError, match="unknown setting"):  # checked before anything is sampled or trained
+        levers.main([*args, "--setting", "learning_rat=1e-3"])
