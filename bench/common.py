@@ -121,7 +121,8 @@ def validation_comparison(description: str, out: str, argv: list[str] | None, op
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--games", type=int, default=48, help="validation games")
     parser.add_argument("--run-dir", type=Path, help="a run whose memory the teacher rows read (e.g. runs/teacher-r1)")
-    parser.add_argument("--round", type=int, default=1, help="the round of that memory")
+    parser.add_argument("--round", type=int, default=1,
+                        help="the round of that memory (0: what `oel play` played and wrote outside the loop)")
     parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     if options:
@@ -129,9 +130,11 @@ def validation_comparison(description: str, out: str, argv: list[str] | None, op
     args = parser.parse_args(argv)
     if args.games < 1:
         raise OELError("--games must be a positive integer")
-    cfg = OELConfig.from_file(RunDir(args.run_dir).config) if args.run_dir else OELConfig()
-    log = RunDir(args.run_dir).round_log(args.round) if args.run_dir else None
+    run = RunDir(args.run_dir) if args.run_dir else None
+    cfg = OELConfig.from_file(run.config) if run else OELConfig()
+    log = (run.play_log if args.round == 0 else run.round_log(args.round)) if run else None  # round 0: `oel play`'s
     if log and not log.is_file():  # checked before anything is played
-        raise OELError(f"no train episodes for round {args.round} in {args.run_dir}: run the loop that far first")
+        raise OELError(f"no train episodes for round {args.round} in {args.run_dir} ({log} is missing): "
+                       + ("run `oel play` there first" if args.round == 0 else "run the loop that far first"))
     specs = split_specs(cfg.challenges, args.games, cfg.seed, "validation")
     return args, cfg, log, list(zip(make_suite(specs, desc="validation games"), [s.env_family for s in specs]))

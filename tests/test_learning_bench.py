@@ -324,3 +324,5 @@ def test_sdft_levers_bench_on_a_run(tmp_path, tiny_model_dir):
         assert memory.export() == before
     with pytest.raises(OELError, match="unknown setting"):  # checked before anything is sampled or trained
         levers.main([*args, "--setting", "learning_rat=1e-3"])
+    with pytest.raises(OELError, match="run `oel play` there first"):  # round 0 is what `oel play` logged
+        levers.main([*args, "--round", "0"])
