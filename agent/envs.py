@@ -70,6 +70,10 @@ def safe_command(command: str) -> str:
     return text.encode()[:MAX_COMMAND_BYTES].decode("utf-8", "ignore").strip() or "look"
 
 
+REMAKE = "make it again (`oel games make` for a generated game) or use an undamaged copy of your own"
+"""What to do about a corrupt game file: it may be one the cache generated, or a user's own (`oel play --game`)."""
+
+
 def check_story_file(path: Path) -> None:
     """Reject a corrupt Z-machine file up front.
 
@@ -84,7 +88,7 @@ def check_story_file(path: Path) -> None:
             raise OELError(f"game file {path} is corrupt: not a Glulx story file")
         return
     if len(data) < 64 or not 1 <= data[0] <= 8:
-        raise OELError(f"game file {path} is corrupt: not a Z-machine story file; regenerate it with tw-make")
+        raise OELError(f"game file {path} is corrupt: not a Z-machine story file; {REMAKE}")
     version = data[0]
     scale = 2 if version <= 3 else 4 if version <= 5 else 8
     length = int.from_bytes(data[0x1A:0x1C], "big") * scale
@@ -95,7 +99,7 @@ def check_story_file(path: Path) -> None:
     damaged = (version >= 3 and (not length or length > len(data) or sum(data[0x40:length]) % 0x10000 != checksum)
                or any(not 0x40 <= address < len(data) for address in tables))
     if damaged:
-        raise OELError(f"game file {path} is corrupt (truncated or damaged); regenerate it with tw-make")
+        raise OELError(f"game file {path} is corrupt (truncated or damaged); {REMAKE}")
 
 
 # TextWorld's interpreter keeps global state and breaks when two threads use it at once. Its calls take
