@@ -75,13 +75,14 @@ def pct(x: float | None, ci: list[float] | None = None) -> str:
     return f"{x:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
 
 
-def versus(reference: dict, row: dict) -> dict | None:
-    """`row`'s evaluation paired game by game against `reference`'s (exact McNemar p); None for the reference."""
+def versus(reference: dict, row: dict, key: str = "wins") -> dict | None:
+    """`row`'s outcomes paired one by one against `reference`'s (exact McNemar p); None for the reference. `key`
+    names the 0/1 outcomes: games won (`wins`), or responses that were a command (`valid_flags`)."""
     from oel.stats import gained_lost, paired_p
 
     if row is reference:
         return None
-    return {"gained_lost": gained_lost(reference["wins"], row["wins"]), "p": paired_p(reference["wins"], row["wins"])}
+    return {"gained_lost": gained_lost(reference[key], row[key]), "p": paired_p(reference[key], row[key])}
 
 
 def versus_cells(paired: dict | None) -> list[str]:

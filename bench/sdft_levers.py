@@ -41,7 +41,7 @@ from pathlib import Path
 from agent.policy import Policy
 from agent.prompts import ground_response, with_context
 from agent.templates import response_stop
-from bench.common import pct, report_comparison, settings, validation_comparison, versus_cells
+from bench.common import pct, report_comparison, settings, validation_comparison, versus, versus_cells
 from bench.teacher import knowledge_copy
 from bench.wording import situations
 from consolidation.dataset import build_dataset, load_trajectories
@@ -50,7 +50,7 @@ from consolidation.report import training_trend
 from oel.config import OELConfig
 from oel.errors import OELError, one_line_errors
 from oel.progress import progress
-from oel.stats import gained_lost, paired_p, wilson
+from oel.stats import wilson
 
 DEFAULT_SETTINGS = ["learning_rate=3e-4", "learning_rate=3e-3", "distill_steps=32"]
 """Beside the run's own settings (the loop's defaults: learning rate 1e-3, 16 steps of 4 prefixes)."""
@@ -81,11 +81,6 @@ def sample_responses(policy: Policy, prompts: list[str], admissibles: list[list[
     return {"valid": sum(valid) / len(valid), "ci95": wilson(sum(valid), len(valid)),
             "tokens_per_response": round(tokens / len(valid), 1), "responses": len(valid), "valid_flags": valid,
             "examples": examples}
-
-
-def paired(reference: dict, row: dict) -> dict:
-    return {"gained_lost": gained_lost(reference["valid_flags"], row["valid_flags"]),
-            "p": paired_p(reference["valid_flags"], row["valid_flags"])}
 
 
 def parse_setting(text: str, parser) -> dict:
@@ -135,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                        distill_sampling, "student on train prefixes")
     rows["teacher, train prefixes"] = sample_responses(policy, teacher, candidates, args.samples, cfg.seed,
                                                        distill_sampling, "teacher on train prefixes")
-    rows["teacher, train prefixes"]["vs"] = paired(rows["student, train prefixes"], rows["teacher, train prefixes"])
+    rows["teacher, train prefixes"]["vs"] = versus(rows["student, train prefixes"], rows["teacher, train prefixes"], "valid_flags")
 
     # 2. The training levers: one consolidation each, then the validation situations, as acting samples.
     found = situations(suite, cfg.max_steps, cfg.seed)
@@ -148,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
             training = distill(Policy.load(cfg.model, device=cfg.device, dtype=cfg.dtype), records, lever_cfg, Path(tmp))
             trained = Policy.load(cfg.model, adapters=[Path(tmp) / "adapter"], device=cfg.device, dtype=cfg.dtype)
         row = sample_responses(trained, prompts, admissibles, args.samples, cfg.seed, acting, f"after SDFT ({label})")
-        row.update(vs=paired(base, row), setting=levers[label],
+        row.update(vs=versus(base, row, "valid_flags"), setting=levers[label],
                    training={key: training_trend(training["log"], key)
                              for key in ("loss", "completions/valid_fraction", "completions/mean_length")})
         rows[f"after SDFT: {label}"] = row

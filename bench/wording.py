@@ -22,9 +22,9 @@ from agent.arena import open_env
 from agent.policy import Policy
 from agent.prompts import SYSTEM_PROMPT, acting_messages, ground_response, situation_text
 from agent.templates import response_stop
-from bench.common import pct, report_comparison, validation_comparison, versus_cells
+from bench.common import pct, report_comparison, validation_comparison, versus, versus_cells
 from oel.errors import one_line_errors
-from oel.stats import gained_lost, paired_p, wilson
+from oel.stats import wilson
 
 STRICT = {"system": "You are playing a text adventure game. Reply with one of the valid commands, copied exactly, "
                     "and nothing else."}
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows[name] = {"valid": sum(valid) / len(valid), "ci95": wilson(sum(valid), len(valid)),
                       "tokens_per_response": round(tokens / len(valid), 1), "responses": len(valid), "valid_flags": valid}
     for row in rows.values():
-        row["vs_base"] = None if row is rows["base"] else {
-            "gained_lost": gained_lost(rows["base"]["valid_flags"], row["valid_flags"]),
-            "p": paired_p(rows["base"]["valid_flags"], row["valid_flags"])}
+        row["vs_base"] = versus(rows["base"], row, "valid_flags")
     result = {"games": args.games, "situations": len(found), "samples": args.samples, "split": "validation",
               "wordings": WORDINGS, "rows": rows}
     return report_comparison(
