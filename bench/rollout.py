@@ -1,7 +1,7 @@
 """Rollout benchmark: steps per second of choose-mode play, naive versus the project's fast path.
 
     .venv/bin/python -m bench.rollout [--games 16] [--steps 6] [--generate-games 4] [--challenges C ...]
-                                      [--acting-prompt chat|transcript] [--device D] [--json]
+                                      [--acting-prompt chat|transcript] [--device D] [--processes P] [--json]
 
 - naive: one game at a time; every candidate command is scored with a full forward pass over prompt +
   candidate, so the whole prompt is re-encoded for every candidate, every turn;
@@ -15,6 +15,11 @@
   games at once (their `generate` calls batched);
 - reflect@1 and reflect@K: the lessons of fast@K's K episodes generated one episode at a time, and all at
   once (their `generate` calls batched, as concurrent play does).
+- fast@K in P processes (`--processes P`, off by default): the same K games split over P processes, each
+  with its own copy of the model on the device and its K/P games batched as fast@K batches them. Not a path
+  of the product: it measures whether a step's CPU-side work (env, graph, prompt, the model's Python
+  dispatch), which one process's threads take turns at under Python's lock, is what bounds fast@K on an
+  accelerator. Timed from when every process has loaded its model and warmed up.
 
 `prompt_tokens_reused` is the share of fast@1's prompt tokens taken from the turn cache, and
 `prompt_tokens_per_step` the mean prompt's length: both depend on the acting prompt's format
@@ -32,11 +37,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 
 from agent.games import make_suite, suite_specs
+from agent.models import DEFAULT_MODEL
 from agent.policy import Policy
 from agent.scoring import naive_candidate_logprobs
 from agent.batching import BatchedPolicy
@@ -45,7 +54,7 @@ from bench.common import device_description, print_result
 from memory.reflection import Reflector
 from oel.progress import progress
 from oel.config import ACTING_PROMPTS, OELConfig
-from oel.errors import one_line_errors
+from oel.errors import OELError, one_line_errors
 
 CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
 """The default suite: what the learning loop plays. These games offer ~5 commands a step, which bounds what
@@ -83,6 +92,52 @@ def reflections_per_s(policy, episodes, cfg, concurrency) -> float:
     return len(episodes) / (time.perf_counter() - start)
 
 
+def process_share(games, cfg, seed_base, model, device, dtype, threads, ready, results) -> None:
+    """One process of `processes_steps_per_s`: load the model, warm up, wait for the others, play its share of
+    the games batched, and report (steps, start time, end time), or None if it failed."""
+    import torch
+
+    try:
+        torch.set_num_threads(threads)  # the processes share the cores
+        policy = Policy.load(model, device=device, dtype=dtype)
+        play_games(policy, games[:1], cfg, round=0, seed_base=seed_base, desc="warm-up")
+    except BaseException:
+        ready.abort()  # nobody waits for a process that will not come
+        raise
+    ready.wait()
+    try:
+        began = time.monotonic()
+        records = play_games(policy, games, cfg, round=0, seed_base=seed_base, concurrency=len(games), desc="share")
+        results.put((sum(r["steps"] for r in records), began, time.monotonic()))
+    except BaseException:
+        results.put(None)
+        raise
+
+
+def processes_steps_per_s(games, cfg, processes: int, device: str, dtype: str, model: str = DEFAULT_MODEL) -> float:
+    """Steps per second of `games` played at once over `processes` processes (module docstring). Process p
+    plays a contiguous block with the seeds those games have in fast@K, so both paths play the same games."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied CUDA state
+    size = -(-len(games) // processes)
+    blocks = [(games[at:at + size], at) for at in range(0, len(games), size)]
+    ready, results = context.Barrier(len(blocks) + 1), context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // len(blocks))
+    workers = [context.Process(target=process_share, args=(block, cfg, at, model, device, dtype, threads, ready,
+                                                           results)) for block, at in blocks]
+    for worker in workers:
+        worker.start()
+    try:
+        ready.wait()
+        shares = [results.get() for _ in workers]
+    except threading.BrokenBarrierError:
+        shares = [None]
+    for worker in workers:
+        worker.join()
+    if None in shares:
+        raise OELError("a process of the multi-process path failed (its error is above)")
+    return sum(steps for steps, _, _ in shares) / (max(end for _, _, end in shares) - min(b for _, b, _ in shares))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", type=int, default=16, help="games for the fast paths (and the batch size)")
@@ -97,8 +152,12 @@ def main() -> None:
                         help="the acting prompt's format (as the config's acting_prompt)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as the config's device)")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (as the config's dtype)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="also play the fast@K games over this many processes, each with its own model (1: not)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
+    if not 1 <= args.processes <= args.games:
+        parser.error(f"--processes must be between 1 and --games ({args.games}), got {args.processes}")
 
     cfg = OELConfig(max_steps=args.steps, acting_prompt=args.acting_prompt)
     specs = suite_specs(args.challenges, args.games, 20_000)
@@ -125,6 +184,11 @@ def main() -> None:
     genk_rate, genk_steps, _, _ = steps_per_s(fast, few, written, len(few))
     reflect1_rate = reflections_per_s(fast, episodes, cfg, 1)
     reflectk_rate = reflections_per_s(fast, episodes, cfg, len(episodes))
+    split = {}
+    if args.processes > 1:
+        rate = processes_steps_per_s(games, cfg, args.processes, args.device, args.dtype)
+        split = {f"fast{args.games}_in_{args.processes}_processes_steps_per_s": round(rate, 3),
+                 "processes_vs_naive": round(rate / naive_rate, 2), "processes_vs_batched": round(rate / fastk_rate, 2)}
     best_rate, best_path = max((fast1_rate, "fast@1"), (fastk_rate, f"fast@{args.games}"))
     result = {
         "naive_steps_per_s": round(naive_rate, 3), "fast1_no_reuse_steps_per_s": round(plain_rate, 3),
@@ -139,7 +203,7 @@ def main() -> None:
         "generate_batched_speedup": round(genk_rate / gen1_rate, 2),
         "reflect1_episodes_per_s": round(reflect1_rate, 3),
         f"reflect{len(episodes)}_episodes_per_s": round(reflectk_rate, 3),
-        "reflect_batched_speedup": round(reflectk_rate / reflect1_rate, 2),
+        "reflect_batched_speedup": round(reflectk_rate / reflect1_rate, 2), **split,
         "steps_measured": {"naive": naive_steps, "fast1_no_reuse": plain_steps, "fast1": fast1_steps,
                            f"fast{args.games}": fastk_steps, "generate1": gen1_steps,
                            f"generate{len(few)}": genk_steps},
