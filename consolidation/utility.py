@@ -102,6 +102,10 @@ def measure_utilities(policy, memory, episodes: list[LoggedEpisode], cfg: OELCon
         chosen = [(turn, sign, source) for turn, sign, source in
                   sample_prefixes([e for e in episodes if e["env"] == env], cfg.utility_prefixes, cfg.seed)
                   if cfg.action_mode != "choose" or turn["action"] in turn["admissible"]]
+        # Sorted by their messages, the prefixes of one episode come together, and each prompt mostly extends
+        # the one before it (the item, where there is one, comes before them all): the policy's turn cache
+        # then encodes only what differs (as the consolidation teacher's sorted pass does).
+        chosen.sort(key=lambda job: [m["content"] for m in job[0]["prefix"]])
         if items and chosen:
             jobs.append((items, chosen))
     total = sum(len(prefixes) * (len(items) + 1) for items, prefixes in jobs)
