@@ -102,8 +102,13 @@ class Reflector:
         cfg = self.cfg
         messages = reflection_messages(episode["env"], episode["objective"], episode["turns"], episode["outcome"],
                                        episode["reason"])
+        # A lesson is the prefilled line: each answer ends at its first line break. What followed it was mostly
+        # more narration, and writing it cost a third of reflection's time. On the demo's 16 episodes this
+        # stored the same lessons for 15 (the 16th lost one lesson from a later line), in 125 s instead of
+        # 184 (docs/BENCHMARKS.md, "Each answer ends at its first line break").
         answers = self.policy.generate([self.policy.render(messages, prefill=PREFILL)] * cfg.reflection_samples,
-                                       cfg.reflection_max_new_tokens, temperature=0.7, seed=reflection_seed(cfg, episode))
+                                       cfg.reflection_max_new_tokens, temperature=0.7, stop=["\n"],
+                                       seed=reflection_seed(cfg, episode))
         return list(dict.fromkeys(item for text, _ in answers for item in
                                   parse_items(PREFILL + text, cfg.max_items_per_episode, cfg.max_item_chars, PREFILL)))
 

@@ -102,7 +102,7 @@ class OELConfig:
     """A different model to write the knowledge (same forms as `model`); None: the acting policy reflects on
     its own experience, as in the paper."""
     reflection_max_new_tokens: int = 48
-    """Token cap for one reflection (a lesson is one line; 48 tokens hold one or two)."""
+    """Token cap for one reflection answer. A lesson is one line, and each answer ends at its first line break."""
     reflection_samples: int = 4
     """Reflections sampled per episode, in one batched call: their grounded lessons are kept (at most
     `max_items_per_episode`); if none is grounded, one lesson is stored quarantined, so the failure shows."""

@@ -51,9 +51,11 @@ class ScriptedWriter:
     def render(self, messages, prefill=""):
         return prefill
 
-    def generate(self, prompts, max_new_tokens, temperature=0.7, seed=None):
+    def generate(self, prompts, max_new_tokens, temperature=0.7, stop=None, seed=None):
+        from agent.templates import cut_at_stop
+
         assert len(prompts) == len(self.answers)  # all samples in one batched call
-        return [(text, 5) for text in self.answers]
+        return [(cut_at_stop(text, stop), 5) for text in self.answers]  # as Policy.generate ends at a stop string
 
 
 def reflect_with(answers, tmp_path, logged):
@@ -82,6 +84,13 @@ def test_reflection_keeps_grounded_lessons_and_the_procedure(tmp_path, episode, 
     assert all(i.status == "active" and i.source == "r1-x" and i.round == 1 for i in items)
     [procedure] = [i for i in items if i.kind == "procedure"]
     assert procedure.signature == "go west | go north | take coin"
+
+
+def test_a_lesson_is_the_answer_s_first_line(tmp_path, episode, WANDERING):
+    """Each answer ends at its first line break: a marker line the model writes after it is not stored."""
+    items = reflect_with([" a coin, take coin at once.\nKNOWLEDGE: go north to the chamber from the shower."],
+                         tmp_path, episode(WANDERING))
+    assert [i.text for i in items if i.kind == "insight"] == ["When you see a coin, take coin at once."]
 
 
 def test_a_reflection_that_names_nothing_real_is_quarantined_and_counted(tmp_path, episode, WANDERING):
