@@ -16,9 +16,9 @@
 - reflect@1 and reflect@K: the lessons of fast@K's K episodes generated one episode at a time, and all at
   once (their `generate` calls batched, as concurrent play does).
 - fast@K in P processes (`--processes P`, off by default): the same K games split over P processes, each
-  with its own copy of the model on the device and its K/P games batched as fast@K batches them. Not a path
-  of the product: it measures whether a step's CPU-side work (env, graph, prompt, the model's Python
-  dispatch), which one process's threads take turns at under Python's lock, is what bounds fast@K on an
+  with its own copy of the model on the device and its K/P games batched as fast@K batches them (one game a
+  process: the fast@1 path). Not a path of the loop: it measures whether what one process can do a step (its
+  games' CPU-side work, and the one thread that runs its batched forward passes) is what bounds fast@K on an
   accelerator. Timed from when every process has loaded its model and warmed up.
 
 `prompt_tokens_reused` is the share of fast@1's prompt tokens taken from the turn cache, and
