@@ -45,7 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 from agent.games import make_suite, suite_specs
-from agent.models import DEFAULT_MODEL
 from agent.policy import Policy
 from agent.scoring import naive_candidate_logprobs
 from agent.batching import BatchedPolicy
@@ -53,7 +52,7 @@ from agent.rollout import play_games
 from bench.common import device_description, print_result
 from memory.reflection import Reflector
 from oel.progress import progress
-from oel.config import ACTING_PROMPTS, OELConfig
+from oel.config import ACTING_PROMPTS, DEFAULT_MODEL, OELConfig
 from oel.errors import OELError, one_line_errors
 
 CHALLENGES = ["tw-coin_collector:3", "tw-treasure_hunter:2"]
