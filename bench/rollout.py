@@ -113,28 +113,47 @@ def process_share(games, cfg, seed_base, model, device, dtype, threads, ready, r
         raise
 
 
-def processes_steps_per_s(games, cfg, processes: int, device: str, dtype: str, model: str = DEFAULT_MODEL) -> float:
+def processes_steps_per_s(games, cfg, processes: int, device: str, dtype: str, model: str = DEFAULT_MODEL,
+                          share=process_share) -> float:
     """Steps per second of `games` played at once over `processes` processes (module docstring). Process p
-    plays a contiguous block with the seeds those games have in fast@K, so both paths play the same games."""
+    plays a contiguous block with the seeds those games have in fast@K, so both paths play the same games.
+    `share` is what each process runs (`process_share`; a test passes one that dies)."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied CUDA state
     size = -(-len(games) // processes)
     blocks = [(games[at:at + size], at) for at in range(0, len(games), size)]
     ready, results = context.Barrier(len(blocks) + 1), context.Queue()
     threads = max(1, (os.cpu_count() or 1) // len(blocks))
-    workers = [context.Process(target=process_share, args=(block, cfg, at, model, device, dtype, threads, ready,
-                                                           results)) for block, at in blocks]
+    workers = [context.Process(target=share, args=(block, cfg, at, model, device, dtype, threads, ready, results))
+               for block, at in blocks]
     for worker in workers:
         worker.start()
+    collected = threading.Event()
+    watcher = threading.Thread(target=watch_processes, args=(workers, ready, results, collected), daemon=True)
+    watcher.start()
     try:
         ready.wait()
-        shares = [results.get() for _ in workers]
+        shares = []
+        while len(shares) < len(workers) and None not in shares:  # one failure is enough to stop waiting
+            shares.append(results.get())
     except threading.BrokenBarrierError:
         shares = [None]
+    collected.set()
+    watcher.join()
     for worker in workers:
         worker.join()
     if None in shares:
         raise OELError("a process of the multi-process path failed (its error is above)")
     return sum(steps for steps, _, _ in shares) / (max(end for _, _, end in shares) - min(b for _, b, _ in shares))
+
+
+def watch_processes(workers, ready, results, collected: threading.Event, every_s: float = 0.5) -> None:
+    """Until `collected` is set: if a process has ended with an error, release whoever waits for it. A process
+    that fails in Python aborts the barrier or posts None itself; one killed by a signal can do neither."""
+    while not collected.wait(every_s):
+        if any(worker.exitcode not in (None, 0) for worker in workers):
+            ready.abort()
+            results.put(None)
+            return
 
 
 def main() -> None:
@@ -155,6 +174,10 @@ def main() -> None:
                         help="also play the fast@K games over this many processes, each with its own model (1: not)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
+    # One game is not a batch, and the one-at-a-time and all-at-once figures would share a key (fast1, generate1).
+    for name in ("games", "generate_games"):
+        if getattr(args, name) < 2:
+            parser.error(f"--{name.replace('_', '-')} must be at least 2, got {getattr(args, name)}")
     if not 1 <= args.processes <= args.games:
         parser.error(f"--processes must be between 1 and --games ({args.games}), got {args.processes}")
 

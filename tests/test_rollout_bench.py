@@ -2,6 +2,8 @@
 and a process that fails is an error, never a hang (the others wait for it at a barrier)."""
 
 import math
+import os
+import signal
 
 import pytest
 
@@ -22,3 +24,19 @@ def test_a_process_that_fails_is_an_error_not_a_hang(coin_game, tmp_path):
     with pytest.raises(OELError, match="multi-process path failed"):
         processes_steps_per_s([(coin_game, "tw-coin_collector")] * 2, OELConfig(max_steps=2), 2, "cpu", "float32",
                               model=str(tmp_path / "no-such-model"))
+
+
+def killed_before_the_start(games, cfg, seed_base, model, device, dtype, threads, ready, results):
+    os.kill(os.getpid(), signal.SIGKILL)  # no Python cleanup runs: the barrier is never aborted from here
+
+
+def killed_after_the_start(games, cfg, seed_base, model, device, dtype, threads, ready, results):
+    ready.wait()
+    os.kill(os.getpid(), signal.SIGKILL)  # no result is ever posted
+
+
+@pytest.mark.parametrize("share", [killed_before_the_start, killed_after_the_start])
+def test_a_process_killed_by_a_signal_is_an_error_not_a_hang(coin_game, share):
+    with pytest.raises(OELError, match="multi-process path failed"):
+        processes_steps_per_s([(coin_game, "tw-coin_collector")] * 2, OELConfig(max_steps=2), 2, "cpu", "float32",
+                              share=share)
