@@ -93,24 +93,17 @@ def reflections_per_s(policy, episodes, cfg, concurrency) -> float:
 
 def process_share(games, cfg, seed_base, model, device, dtype, threads, ready, results) -> None:
     """One process of `processes_steps_per_s`: load the model, warm up, wait for the others, play its share of
-    the games batched, and report (steps, start time, end time), or None if it failed."""
+    the games batched, and report (steps, start time, end time). A process that fails, however it ends, is
+    seen by `watch_processes`."""
     import torch
 
-    try:
-        torch.set_num_threads(threads)  # the processes share the cores
-        policy = Policy.load(model, device=device, dtype=dtype)
-        play_games(policy, games[:1], cfg, round=0, seed_base=seed_base, desc="warm-up")
-    except BaseException:
-        ready.abort()  # nobody waits for a process that will not come
-        raise
+    torch.set_num_threads(threads)  # the processes share the cores
+    policy = Policy.load(model, device=device, dtype=dtype)
+    play_games(policy, games[:1], cfg, round=0, seed_base=seed_base, desc="warm-up")
     ready.wait()
-    try:
-        began = time.monotonic()
-        records = play_games(policy, games, cfg, round=0, seed_base=seed_base, concurrency=len(games), desc="share")
-        results.put((sum(r["steps"] for r in records), began, time.monotonic()))
-    except BaseException:
-        results.put(None)
-        raise
+    began = time.monotonic()
+    records = play_games(policy, games, cfg, round=0, seed_base=seed_base, concurrency=len(games), desc="share")
+    results.put((sum(r["steps"] for r in records), began, time.monotonic()))
 
 
 def processes_steps_per_s(games, cfg, processes: int, device: str, dtype: str, model: str = DEFAULT_MODEL,
@@ -147,8 +140,8 @@ def processes_steps_per_s(games, cfg, processes: int, device: str, dtype: str, m
 
 
 def watch_processes(workers, ready, results, collected: threading.Event, every_s: float = 0.5) -> None:
-    """Until `collected` is set: if a process has ended with an error, release whoever waits for it. A process
-    that fails in Python aborts the barrier or posts None itself; one killed by a signal can do neither."""
+    """Until `collected` is set: if a process has ended with an error (an exception, or a signal, which runs no
+    Python cleanup), release whoever waits for it: abort the start barrier and post a failure (None)."""
     while not collected.wait(every_s):
         if any(worker.exitcode not in (None, 0) for worker in workers):
             ready.abort()
