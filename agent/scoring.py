@@ -16,21 +16,77 @@ from oel.errors import OELError
 def candidate_logprobs(model, tokenizer, prompt: str, candidates: list[str], end_ids: list[int]) -> torch.Tensor:
     """Length-normalised log-likelihood of each candidate (followed by end-of-turn) after `prompt`.
 
-    Differentiable: choose-mode consolidation trains through it. See `batch_candidate_logprobs`.
+    Differentiable. See `batch_candidate_logprobs`.
     """
     return batch_candidate_logprobs(model, tokenizer, [prompt], [candidates], end_ids)[0]
 
 
-def rows_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lists: list[list[str]],
-                            end_ids: list[int]) -> list[torch.Tensor]:
-    """`batch_candidate_logprobs` for a batch whose prompts differ in length, as a consolidation's do: one batch on
-    an accelerator, one prompt at a time on a CPU. A CPU is busy with one prompt already, so a batch gains
-    nothing there and pays for its left-padding: with a consolidation's prompts (200 to 1000 tokens), one padded
-    batch of 4 took 1.14x to 1.37x as long as the same prompts one at a time, for the teacher and for the student
-    (docs/BENCHMARKS.md, "Consolidation")."""
-    if model.device.type != "cpu":
-        return batch_candidate_logprobs(model, tokenizer, prompts, candidate_lists, end_ids)
-    return [candidate_logprobs(model, tokenizer, p, c, end_ids) for p, c in zip(prompts, candidate_lists)]
+def trunk_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lists: list[list[str]],
+                             end_ids: list[int]) -> list[torch.Tensor]:
+    """The scores of several prompts' candidates in one forward pass, where the prompts' shared start is encoded
+    once. Differentiable: the choose-mode student trains through it.
+
+    The longest prompt is the trunk. Every other prompt is the trunk's first L tokens (its longest common
+    prefix with the trunk) plus a branch of its own; the sequence is the trunk, then each branch followed by
+    its prompt's packed candidates, then the trunk's candidates. A 4D attention mask lets a branch token see
+    the trunk's first L tokens and its branch, and a candidate token its prompt and its own candidate's
+    earlier tokens; position ids continue each prompt. So the scores equal one pass per prompt (up to float
+    rounding) whatever the prompts are, and the cost falls with what they share: consecutive turns of one
+    episode repeat the system prompt, the objective and the transcript, so 4 of them encode ~40% of their
+    tokens (docs/BENCHMARKS.md, "Consolidation"). Only the positions that predict a candidate token reach
+    the vocabulary projection.
+    """
+    if any(not c for c in candidate_lists):
+        raise OELError("no admissible commands to choose from")
+    ids = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    trunk_at = max(range(len(ids)), key=lambda i: len(ids[i]))
+    trunk = ids[trunk_at]
+    encoded = [encode_candidates(tokenizer, c, end_ids) for c in candidate_lists]
+    # Per token: its id, position, owner (-1: trunk; i: prompt i's branch or candidates), segment (-1: prompt;
+    # j: candidate j) and how many trunk tokens it sees.
+    tokens, positions = list(trunk), list(range(len(trunk)))
+    owner, segment, sees = [-1] * len(trunk), [-1] * len(trunk), list(range(1, len(trunk) + 1))
+    predictor, starts = [0] * len(ids), [0] * len(ids)  # per prompt: the token predicting its first candidate
+    # token (the trunk's last token, or its branch's last), and where its candidates start
+    for i in sorted(range(len(ids)), key=lambda i: i == trunk_at):  # the trunk's own candidates last
+        shared = len(trunk)
+        if i != trunk_at:
+            shared = 0
+            while shared < len(ids[i]) - 1 and ids[i][shared] == trunk[shared]:
+                shared += 1  # at least one branch token: it predicts the first candidate token
+            branch = ids[i][shared:]
+            tokens += branch
+            positions += range(shared, len(ids[i]))
+            owner += [i] * len(branch)
+            segment += [-1] * len(branch)
+            sees += [shared] * len(branch)
+        predictor[i], starts[i] = (len(trunk) if i == trunk_at else len(tokens)) - 1, len(tokens)
+        for j, cand in enumerate(encoded[i]):
+            tokens += cand
+            positions += range(len(ids[i]), len(ids[i]) + len(cand))
+            owner += [i] * len(cand)
+            segment += [j] * len(cand)
+            sees += [shared] * len(cand)
+    device, width = model.device, len(tokens)
+    owner_t, segment_t, sees_t = (torch.tensor(v, device=device) for v in (owner, segment, sees))
+    at = torch.arange(width, device=device)
+    in_trunk = at[None, :] < len(trunk)
+    own = ((owner_t[None, :] == owner_t[:, None]) & (owner_t[:, None] >= 0) & (at[None, :] <= at[:, None])
+           & ((segment_t[None, :] == -1) | (segment_t[None, :] == segment_t[:, None])))
+    mask = (in_trunk & (at[None, :] < sees_t[:, None])) | (~in_trunk & own)
+    keep = []  # the logits kept: per prompt, its predictor's, then its candidates' tokens'
+    for i in range(len(ids)):
+        keep += [predictor[i], *range(starts[i], starts[i] + sum(map(len, encoded[i])))]
+    logits = model(torch.tensor([tokens], device=device), attention_mask=mask[None, None],
+                   position_ids=torch.tensor([positions], device=device),
+                   logits_to_keep=torch.tensor(keep, device=device)).logits[0]
+    scores, at_keep = [], 0
+    for i in range(len(ids)):
+        n = sum(map(len, encoded[i]))
+        scores.append(candidate_means(logits[at_keep:at_keep + 1], logits[None, at_keep + 1:at_keep + 1 + n],
+                                      [encoded[i]])[0])
+        at_keep += 1 + n
+    return scores
 
 
 @torch.no_grad()

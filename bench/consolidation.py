@@ -71,7 +71,7 @@ def records_of(episodes: list[dict]) -> list[dict]:
         others = [e for e in episodes if e["id"] != episode["id"]]
         context = knowledge_block(trajectory_items(others))
         records += [{"prompt": t["prefix"], "privileged_context": context, "candidates": t["admissible"],
-                     "action": t["action"]} for t in episode["turns"]]
+                     "action": t["action"], "episode": episode["id"], "turn": i} for i, t in enumerate(episode["turns"])]
     return records
 
 

@@ -8,9 +8,10 @@ for this objective; its SDFT trainer covers the token-level (generate-mode) one.
 - loss: reverse KL(student || teacher) over the commands (`losses.choice_kl`), averaged over the batch.
 Every step scores the student fresh with its current weights, so training stays on-policy. The teacher is
 frozen for the whole consolidation, so its distribution over a record's commands never changes: it is
-computed once per record and kept (`teacher_cache`), not at every step the record appears in. Each prompt's
-commands are scored together on its shared prefix. The student's prompts go through in one padded pass on an
-accelerator, one by one on a CPU (`rows_candidate_logprobs`). The teacher's go through per batch on an
+computed once per record and kept (`teacher_cache`), not at every step the record appears in. A batch is a
+block of consecutive turns of one episode (`distill.episode_blocks`); the student scores the block's prompts,
+and each prompt's commands, in one forward pass that encodes what the prompts share once
+(`trunk_candidate_logprobs`). The teacher's go through per batch on an
 accelerator; on a CPU all the records are scored at the first step, in one sorted pass where each prompt
 reuses the encoding of the one before (`frozen_rows_logprobs`): a consolidation's teacher prompts are the
 turns of a few episodes with the same knowledge, so about a quarter of their tokens need encoding.
@@ -22,7 +23,7 @@ import torch
 from transformers import Trainer
 
 from agent.prompts import with_context
-from agent.scoring import frozen_rows_logprobs, rows_candidate_logprobs
+from agent.scoring import frozen_rows_logprobs, trunk_candidate_logprobs
 from agent.templates import render_prompt
 from consolidation.losses import choice_kl
 from oel.progress import progress
@@ -55,7 +56,7 @@ class ChoiceDistillTrainer(Trainer):
         keys = [self.teacher_key(r) for r in rows]
         wanted = keys
         if peft.device.type == "cpu" and not self.teacher_cache:
-            wanted = keys + [self.teacher_key(r) for r in self.train_dataset]
+            wanted = keys + [self.teacher_key(r) for block in self.train_dataset for r in block]
         new = list(dict.fromkeys(k for k in wanted if k not in self.teacher_cache))
         if new:
             bar = progress(total=len(new), desc="teacher scores", unit="prompt") if len(new) > len(rows) else None
@@ -69,8 +70,8 @@ class ChoiceDistillTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher = self.teacher_logprobs(model, inputs)
-        student = rows_candidate_logprobs(model, self.processing_class, [self.render(r["prompt"]) for r in inputs],
-                                          [r["candidates"] for r in inputs], self.end_ids)
+        student = trunk_candidate_logprobs(model, self.processing_class, [self.render(r["prompt"]) for r in inputs],
+                                           [r["candidates"] for r in inputs], self.end_ids)
         # The scores come back on the CPU (where sampling lives); the trainer wants the loss on the model's device.
         loss = torch.stack([choice_kl(s, t, self.temperature) for s, t in zip(student, teacher)]).mean()
         loss = loss.to(self.args.device)

@@ -1,7 +1,8 @@
 """The distillation dataset: prefixes logged while deploying, each with what the teacher sees.
 
 A record is {"prompt": the acting messages (no knowledge), "privileged_context": the teacher's extra
-text, "candidates": the admissible commands of that turn}. The teacher prompt puts the privileged
+text, "candidates": the admissible commands of that turn, "episode" and "turn": where it was logged (the
+choose-mode trainer batches consecutive turns of an episode, `distill.episode_blocks`)}. The teacher prompt puts the privileged
 context before the situation text (`distill.TEACHER_TEMPLATE`), as DESIGN.md §1 asks.
 
 The privileged context is what `teacher_context` names: the items retrieved for the situation
@@ -36,7 +37,7 @@ def build_dataset(episodes: list[LoggedEpisode], memory: Memory, cfg: OELConfig,
     records, used = [], []
     for episode in episodes:
         others = [e for e in episodes if e["env"] == episode["env"] and e["id"] != episode["id"]]
-        for turn in episode["turns"]:
+        for index, turn in enumerate(episode["turns"]):
             messages = turn["prefix"]
             texts = []
             if retrieval is not None:
@@ -51,7 +52,8 @@ def build_dataset(episodes: list[LoggedEpisode], memory: Memory, cfg: OELConfig,
             context = knowledge_block(texts)
             if context:
                 records.append({"prompt": messages, "privileged_context": context,
-                                "candidates": turn.get("admissible") or [turn["action"]]})
+                                "candidates": turn.get("admissible") or [turn["action"]],
+                                "episode": episode["id"], "turn": index})
     return records, used
 
 
@@ -69,7 +71,12 @@ def trajectory_items(episodes: list[LoggedEpisode], max_tokens: int = 512) -> li
     return lines
 
 
+CONTENT_KEYS = ("prompt", "privileged_context", "candidates")
+"""What a record teaches; `episode` and `turn` only say where it was logged."""
+
+
 def fingerprint(records: list[dict]) -> str:
-    """A short hash of the dataset, recorded in the checkpoint manifest."""
-    blob = json.dumps(records, sort_keys=True).encode()
+    """A short hash of what the dataset teaches, recorded in the checkpoint manifest (`oel consolidate`
+    compares it to skip a dataset already trained on)."""
+    blob = json.dumps([{k: r[k] for k in CONTENT_KEYS} for r in records], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -29,6 +29,7 @@ from transformers import PrinterCallback, TrainerCallback
 from agent.prompts import KNOWLEDGE_TEMPLATE, with_context
 from agent.templates import response_stop, template_switches
 from consolidation.choice_trainer import ChoiceDistillTrainer
+from consolidation.dataset import CONTENT_KEYS
 from oel.config import OELConfig
 
 TEACHER_TEMPLATE = KNOWLEDGE_TEMPLATE
@@ -60,13 +61,33 @@ def make_trainer(policy, records: list[dict], cfg: OELConfig, output_dir: Path):
     """The configured trainer for `records` and the name of its method (`sft`, `choices` or `tokens`)."""
     # Exactly `distill_steps` batches: prefixes are cycled (in a seeded shuffle) when there are fewer than
     # steps x batch. Each pass scores or samples afresh with the current student, so steps stay on-policy.
+    # The choose-mode trainer takes blocks of consecutive turns instead (`episode_blocks`), in the trainer's
+    # own seeded shuffle, cycled as needed.
     needed = cfg.distill_steps * cfg.distill_batch_size
     order = random.Random(cfg.seed).sample(range(len(records)), len(records))
     rows = [records[order[i % len(order)]] for i in range(needed)]
     common, lora = training_settings(policy, cfg, output_dir)
     method = "sft" if cfg.distill_method == "sft" else objective(cfg)
-    build = {"sft": _sft_trainer, "choices": _choice_trainer, "tokens": _sdft_trainer}[method]
+    if method == "choices":
+        return _choice_trainer(policy, episode_blocks(records, cfg.distill_batch_size), cfg, common, lora), method
+    build = {"sft": _sft_trainer, "tokens": _sdft_trainer}[method]
     return build(policy, rows, cfg, common, lora), method
+
+
+def episode_blocks(records: list[dict], size: int) -> list[list[dict]]:
+    """The choose-mode batches: up to `size` consecutive turns of one episode each (turns 0..size-1, size..,
+    by the record's `turn`). Such prompts share most of their tokens (the system prompt, the objective, the
+    transcript so far), which the student's scoring encodes once (`agent.scoring.trunk_candidate_logprobs`);
+    with `size` equal to `agent.prompts.HISTORY_TURNS` the blocks also follow the transcript window's moves.
+    4 consecutive turns of the demo's play encode 39% of the tokens that 4 random prefixes do, and a step
+    takes a third of the time (docs/BENCHMARKS.md, "Consolidation"). An episode whose turn count is no
+    multiple of `size` ends in a smaller block. Records that say nothing of where they were logged (made by
+    hand, not by `build_dataset`) are taken `size` at a time in their order."""
+    blocks: dict[tuple, list[dict]] = {}
+    for i, r in enumerate(records):
+        key = (r["episode"], r["turn"] // size) if "episode" in r else (None, i // size)
+        blocks.setdefault(key, []).append(r)
+    return list(blocks.values())
 
 
 def training_settings(policy, cfg: OELConfig, output_dir: Path) -> tuple[dict, object]:
@@ -102,18 +123,19 @@ def _sdft_trainer(policy, rows, cfg, common, lora):
                       max_prompt_length=None,
                       # rendered as acting renders it (generate mode thinks when cfg.thinking says so)
                       chat_template_kwargs=template_switches(policy.tokenizer, cfg.thinking, policy.name))
-    data = Dataset.from_list([{key: r[key] for key in ("prompt", "privileged_context", "candidates")} for r in rows])
+    data = Dataset.from_list([{key: r[key] for key in CONTENT_KEYS} for r in rows])
     return GroundedSDFTTrainer(model=policy.model, args=args, train_dataset=data, processing_class=policy.tokenizer,
                                peft_config=lora, one_line=response_stop(cfg.one_line, cfg.thinking) is not None)
 
 
-def _choice_trainer(policy, rows, cfg, common, lora):
+def _choice_trainer(policy, blocks, cfg, common, lora):
     from peft import get_peft_model
     from transformers import TrainingArguments
 
-    args = TrainingArguments(**common, remove_unused_columns=False)
-    return ChoiceDistillTrainer(model=get_peft_model(policy.model, lora), args=args, train_dataset=rows,
-                                data_collator=lambda batch: batch, processing_class=policy.tokenizer,
+    # One block a step: the trainer's "batch" is one item of the dataset, a block of up to distill_batch_size rows.
+    args = TrainingArguments(**{**common, "per_device_train_batch_size": 1}, remove_unused_columns=False)
+    return ChoiceDistillTrainer(model=get_peft_model(policy.model, lora), args=args, train_dataset=blocks,
+                                data_collator=lambda batch: batch[0], processing_class=policy.tokenizer,
                                 end_ids=policy.end_ids, temperature=cfg.temperature, teacher_template=TEACHER_TEMPLATE)
 
 

@@ -5,7 +5,7 @@ import json
 import torch
 
 from agent.batching import BatchedPolicy
-from agent.scoring import batch_candidate_logprobs, naive_candidate_logprobs, rows_candidate_logprobs
+from agent.scoring import batch_candidate_logprobs, naive_candidate_logprobs
 from oel.config import OELConfig
 
 
@@ -16,10 +16,7 @@ def test_batched_scores_match_single_prompt_scores(tiny_policy):
     with torch.no_grad():
         batched = batch_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompts, candidates,
                                            tiny_policy.end_ids)
-        by_row = rows_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompts, candidates,
-                                         tiny_policy.end_ids)  # the CPU's path: no padding
-    for prompt, cands, got, row in zip(prompts, candidates, batched, by_row):
-        assert torch.allclose(row, got, atol=1e-4)
+    for prompt, cands, got in zip(prompts, candidates, batched):
         assert torch.allclose(got, naive_candidate_logprobs(tiny_policy.model, tiny_policy.tokenizer, prompt, cands,
                                                             tiny_policy.end_ids), atol=1e-4)
 
@@ -153,3 +150,32 @@ def test_concurrent_games_reflect_in_batched_calls(tiny_policy, tmp_path, monkey
     assert sum(writer.calls) == 4 * 2  # every game reflected once, with its 2 samples
     assert max(writer.calls) > 2  # games that finished together shared a generate call
     assert sources == {r["id"] for r in records}  # every episode's lessons stored (equal lessons merge)
+
+
+def test_trunk_scores_match_one_pass_per_prompt_with_their_gradients(tiny_policy):
+    """Prompts that share a start (turns of one episode), one that shares nothing, and one that is a prefix of
+    the longest: one trunk pass gives each prompt's scores and gradients as a pass of its own does."""
+    from agent.scoring import candidate_logprobs, trunk_candidate_logprobs
+
+    transcript = "Objective: find the coin.\n> go east\nA kitchen.\n> open door\nThe door opens.\n> go north\nA hall."
+    prompts = [tiny_policy.render([{"role": "user", "content": text}]) for text in (
+        transcript[:40] + "\nValid commands: go east, look",
+        transcript + "\nValid commands: go south, take coin, look",
+        "something else entirely",
+        transcript[:70] + "\nValid commands: open door")]
+    prompts.append(prompts[1][:len(prompts[1]) // 2])  # a strict prefix of the trunk
+    candidates = [["go east", "look"], ["go south", "take coin", "look"], ["inventory"], ["open door", "go west"],
+                  ["wait", "go east"]]
+    model, tok, end = tiny_policy.model, tiny_policy.tokenizer, tiny_policy.end_ids
+    weight = model.get_output_embeddings().weight
+
+    def grad_of(scores):
+        model.zero_grad()
+        sum((s * torch.arange(1, len(s) + 1)).sum() for s in scores).backward()
+        return weight.grad.clone()
+
+    together = trunk_candidate_logprobs(model, tok, prompts, candidates, end)
+    apart = [candidate_logprobs(model, tok, p, c, end) for p, c in zip(prompts, candidates)]
+    for got, want in zip(together, apart):
+        assert torch.allclose(got, want, atol=1e-4)
+    assert torch.allclose(grad_of(together), grad_of(apart), atol=1e-4)

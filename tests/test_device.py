@@ -64,7 +64,8 @@ def test_trainers_render_exactly_what_the_policy_acts_on(tiny_model_dir, tmp_pat
     policy = Policy.load(str(tiny_model_dir), name="tiny-thinker")
     policy.tokenizer.chat_template = THINKING_TEMPLATE
     record = {"prompt": acting_messages("Objective: get the coin.\nYour command:"),
-              "privileged_context": knowledge_block(["Go east."]), "candidates": ["go east", "look"]}
+              "privileged_context": knowledge_block(["Go east."]), "candidates": ["go east", "look"],
+              "episode": "e0", "turn": 0}
     cfg = OELConfig(model=str(tiny_model_dir), thinking=thinking, action_mode="generate", distill_steps=1,
                     distill_batch_size=1)
     # Generate mode (TRL's SDFT): the student's prompt as acting renders it, thinking as the run says.

@@ -89,7 +89,7 @@ def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_togethe
     model = get_peft_model(policy.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     model.eval()  # no dropout: the two formulations must agree to float precision
     trainer = ChoiceDistillTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]),
-                                   train_dataset=rows, data_collator=lambda b: b, processing_class=policy.tokenizer,
+                                   train_dataset=[rows], data_collator=lambda b: b[0], processing_class=policy.tokenizer,
                                    end_ids=policy.end_ids, temperature=1.0, teacher_template=TEACHER_TEMPLATE)
     loss = trainer.compute_loss(model, rows)
     reference = []
@@ -215,3 +215,21 @@ def test_sdft_cuda_consolidates_a_runs_round_with_every_check(tiny_model_dir, tm
     assert "no records to consolidate" in capsys.readouterr().err
     assert main(["--run", str(tmp_path), "--model", str(tiny_model_dir)]) == 2  # not a run directory
     assert capsys.readouterr().err.startswith("cannot read the records: ")
+
+
+def test_choose_mode_batches_are_consecutive_turns_of_one_episode(tiny_model_dir, tmp_path):
+    """Blocks follow the episode and the turn (0-3, 4-7, ...), whatever order the records come in, and the
+    choice trainer steps through whole blocks."""
+    from consolidation.distill import episode_blocks, make_trainer
+
+    records = [{"prompt": acting_messages(f"Now: room {e}.{t}\nYour command:"), "privileged_context": "- Go east.",
+                "candidates": ["go east", "look"], "episode": f"e{e}", "turn": t}
+               for e, turns in ((0, 6), (1, 3)) for t in range(turns)]
+    blocks = episode_blocks(records[::-1], 4)
+    assert sorted((b[0]["episode"], sorted(r["turn"] for r in b)) for b in blocks) == [
+        ("e0", [0, 1, 2, 3]), ("e0", [4, 5]), ("e1", [0, 1, 2])]
+    cfg = OELConfig(model=str(tiny_model_dir), distill_steps=2, distill_batch_size=4)
+    trainer, method = make_trainer(Policy.load(str(tiny_model_dir)), records, cfg, tmp_path)
+    assert method == "choices" and trainer.train_dataset == episode_blocks(records, 4)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert len({r["episode"] for r in batch}) == 1 and 1 <= len(batch) <= 4
