@@ -8,8 +8,9 @@ All three train the same LoRA adapter (`consolidation.distill.training_settings`
 on the same prefixes: those of `--games` real TextWorld games the embedded SmolLM2-135M plays first.
 
 - `choices`: the choose-mode objective (`ChoiceDistillTrainer`): reverse KL over the admissible commands,
-  the teacher's scores computed once per record, the student's with the shared-prefix kernel (a batch's
-  prompts at once on an accelerator, one at a time on a CPU);
+  the teacher's scores computed once per record, the student's for a step's block of consecutive turns of
+  one episode in one pass that encodes their shared start once (`trunk_candidate_logprobs`). A block holds
+  up to the batch size of prefixes, fewer at an episode's end: `choices_prefixes_per_step` is their mean;
 - `tokens`: the generate-mode objective (TRL's SDFT): the student samples a response, the teacher scores
   it token by token;
 - `sft`: plain supervised fine-tuning on the prompt plus the command the policy took (what each step of
@@ -42,7 +43,7 @@ from agent.prompts import knowledge_block
 from agent.rollout import play_games
 from bench.common import device_description
 from consolidation.dataset import trajectory_items
-from consolidation.distill import DistillProgress, make_trainer, training_settings
+from consolidation.distill import DistillProgress, episode_blocks, make_trainer, training_settings
 from oel.config import OELConfig
 from oel.errors import one_line_errors
 
@@ -131,6 +132,7 @@ def main() -> None:
         **{f"{m}_steps_per_s": round(rates[m], 3) for m in methods},
         **{f"{m}_vs_sft": round(rates[m] / rates["sft"], 3) for m in methods if m != "sft"},
         "steps": args.steps, "batch_size": cfg.distill_batch_size, "prefixes": len(records),
+        "choices_prefixes_per_step": round(len(records) / len(episode_blocks(records, cfg.distill_batch_size)), 2),
         "commands_per_prefix": round(sum(len(r["candidates"]) for r in records) / len(records), 1),
         "device": device_description(player.runtime())["device"], "dtype": player.runtime()["dtype"],
     }
@@ -138,7 +140,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     table = Table(title=f"Consolidation steps per second ({args.steps} steps, batch {cfg.distill_batch_size}, "
-                        f"{len(records)} prefixes, {result['device']}, {result['dtype']})")
+                        f"{len(records)} prefixes, {result['device']}, {result['dtype']}; a choices step takes "
+                        f"{result['choices_prefixes_per_step']} prefixes on average)")
     for column in ("method", "steps/s", "vs plain SFT"):
         table.add_column(column, justify="right")
     for method in methods:

@@ -136,7 +136,8 @@ class OELConfig:
     distill_steps: int = 16
     """Optimiser steps per consolidation; each uses a batch of fresh student samples (strictly on-policy)."""
     distill_batch_size: int = 4
-    """Prefixes per optimiser step."""
+    """Prefixes per optimiser step. In choose mode, up to this many consecutive turns of one episode, whose
+    shared start the student encodes once (`consolidation.distill.episode_blocks`)."""
     distill_topk: int = 256
     """The reverse KL is taken over the student's top-k tokens (paper: 256)."""
     distill_max_new_tokens: int = 48
