@@ -79,8 +79,9 @@ def episode_blocks(records: list[dict], size: int) -> list[list[dict]]:
     by the record's `turn`). Such prompts share most of their tokens (the system prompt, the objective, the
     transcript so far), which the student's scoring encodes once (`agent.scoring.trunk_candidate_logprobs`);
     with `size` equal to `agent.prompts.HISTORY_TURNS` the blocks also follow the transcript window's moves.
-    4 consecutive turns of the demo's play encode 39% of the tokens that 4 random prefixes do, and a step
-    takes a third of the time (docs/BENCHMARKS.md, "Consolidation"). An episode whose turn count is no
+    4 consecutive turns of the demo's play encode 39% of the tokens that 4 random prefixes do; the student's
+    forward and backward pass takes about a third of the time, a whole step about half (docs/BENCHMARKS.md,
+    "Consolidation"). An episode whose turn count is no
     multiple of `size` ends in a smaller block. Records that say nothing of where they were logged (made by
     hand, not by `build_dataset`) are taken `size` at a time in their order."""
     blocks: dict[tuple, list[dict]] = {}
