@@ -30,6 +30,9 @@ from oel.progress import progress
 
 
 class ChoiceDistillTrainer(Trainer):
+    """`train_dataset` is a list of blocks (lists of records, `distill.episode_blocks`), and the collator gives
+    `compute_loss` one block as its batch."""
+
     def __init__(self, *args, end_ids: list[int], temperature: float, teacher_template: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.end_ids = end_ids

@@ -65,7 +65,7 @@ def test_choice_trainer_loss_on_a_tiny_model(tiny_model_dir, tmp_path):
 
     trainer = ChoiceDistillTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
                                                                      report_to=[], remove_unused_columns=False),
-                                   train_dataset=[row], data_collator=lambda b: b, processing_class=policy.tokenizer,
+                                   train_dataset=[[row]], data_collator=lambda b: b[0], processing_class=policy.tokenizer,
                                    end_ids=policy.end_ids, temperature=temperature, teacher_template=TEACHER_TEMPLATE)
     loss = trainer.compute_loss(model, [row])
     assert expected > 1e-4 and math.isclose(loss.item(), expected, rel_tol=1e-3)
