@@ -59,17 +59,15 @@ def distill(policy, records: list[dict], cfg: OELConfig, output_dir: Path) -> di
 
 def make_trainer(policy, records: list[dict], cfg: OELConfig, output_dir: Path):
     """The configured trainer for `records` and the name of its method (`sft`, `choices` or `tokens`)."""
+    common, lora = training_settings(policy, cfg, output_dir)
+    method = "sft" if cfg.distill_method == "sft" else objective(cfg)
+    if method == "choices":  # blocks of consecutive turns, in the trainer's own seeded shuffle, cycled as needed
+        return _choice_trainer(policy, episode_blocks(records, cfg.distill_batch_size), cfg, common, lora), method
     # Exactly `distill_steps` batches: prefixes are cycled (in a seeded shuffle) when there are fewer than
     # steps x batch. Each pass scores or samples afresh with the current student, so steps stay on-policy.
-    # The choose-mode trainer takes blocks of consecutive turns instead (`episode_blocks`), in the trainer's
-    # own seeded shuffle, cycled as needed.
     needed = cfg.distill_steps * cfg.distill_batch_size
     order = random.Random(cfg.seed).sample(range(len(records)), len(records))
     rows = [records[order[i % len(order)]] for i in range(needed)]
-    common, lora = training_settings(policy, cfg, output_dir)
-    method = "sft" if cfg.distill_method == "sft" else objective(cfg)
-    if method == "choices":
-        return _choice_trainer(policy, episode_blocks(records, cfg.distill_batch_size), cfg, common, lora), method
     build = {"sft": _sft_trainer, "tokens": _sdft_trainer}[method]
     return build(policy, rows, cfg, common, lora), method
 
