@@ -74,18 +74,18 @@ def trunk_candidate_logprobs(model, tokenizer, prompts: list[str], candidate_lis
     own = ((owner_t[None, :] == owner_t[:, None]) & (owner_t[:, None] >= 0) & (at[None, :] <= at[:, None])
            & ((segment_t[None, :] == -1) | (segment_t[None, :] == segment_t[:, None])))
     mask = (in_trunk & (at[None, :] < sees_t[:, None])) | (~in_trunk & own)
+    widths = [sum(map(len, cands)) for cands in encoded]  # each prompt's candidate tokens
     keep = []  # the logits kept: per prompt, its predictor's, then its candidates' tokens'
     for i in range(len(ids)):
-        keep += [predictor[i], *range(starts[i], starts[i] + sum(map(len, encoded[i])))]
+        keep += [predictor[i], *range(starts[i], starts[i] + widths[i])]
     logits = model(torch.tensor([tokens], device=device), attention_mask=mask[None, None],
                    position_ids=torch.tensor([positions], device=device),
                    logits_to_keep=torch.tensor(keep, device=device)).logits[0]
     scores, at_keep = [], 0
     for i in range(len(ids)):
-        n = sum(map(len, encoded[i]))
-        scores.append(candidate_means(logits[at_keep:at_keep + 1], logits[None, at_keep + 1:at_keep + 1 + n],
+        scores.append(candidate_means(logits[at_keep:at_keep + 1], logits[None, at_keep + 1:at_keep + 1 + widths[i]],
                                       [encoded[i]])[0])
-        at_keep += 1 + n
+        at_keep += 1 + widths[i]
     return scores
 
 

@@ -15,6 +15,7 @@ from trl.experimental.sdft import SDFTTrainer
 
 from agent.prompts import ground_response
 from agent.templates import line_end_ids
+from consolidation.dataset import CONTENT_KEYS
 
 VALID_FRACTION = "completions/valid_fraction"
 
@@ -32,7 +33,7 @@ class GroundedSDFTTrainer(SDFTTrainer):
     def _set_signature_columns_if_needed(self):
         # The dataset's `candidates` column must reach `_prepare_training_batch` (TRL keeps only its own two).
         if self._signature_columns is None:
-            self._signature_columns = ["prompt", "privileged_context", "candidates"]
+            self._signature_columns = list(CONTENT_KEYS)
 
     def _prepare_training_batch(self, inputs: list[dict]):
         batch = super()._prepare_training_batch(inputs)
