@@ -59,16 +59,13 @@ def situation_text(objective: str, history: list[dict], observation: str, admiss
         lines.append(f"> {turn['action']}\n{turn['feedback']}")
     if not recent or recent[-1]["feedback"] != observation:
         lines.append(f"Now: {observation}")
-    lines.append(_ask(admissible))
+    lines.append("Valid commands: " + ", ".join(admissible))
+    lines.append("Your command:")
     return "\n".join(lines)
 
 
-ASK = "Valid commands: "
-"""How the line that ends every acting prompt's last message starts: the valid commands, then the ask."""
-
-
 def _ask(admissible: list[str]) -> str:
-    return ASK + ", ".join(admissible) + "\nYour command:"
+    return "Valid commands: " + ", ".join(admissible) + "\nYour command:"
 
 
 def chat_messages(objective: str, start: str, history: list[dict], observation: str,
@@ -101,16 +98,11 @@ def prompt_messages(style: str, objective: str, start: str, history: list[dict],
 
 
 def with_context(messages: list[dict], privileged_context: str, position: str = "before") -> list[dict]:
-    """The prompt with a context put in the last user message (an empty context still fills the template):
-    `before` the situation, exactly as TRL's SDFT composes its teacher prompt (`KNOWLEDGE_TEMPLATES`), or
-    `after` it, just before the valid commands and the ask, which stay last."""
+    """The prompt with a context put before or after the situation (`KNOWLEDGE_TEMPLATES`), in the last user
+    message, exactly as TRL's SDFT composes its teacher prompt: the consolidation teacher's prompt (an empty
+    context still fills the template)."""
     last = messages[-1]
-    if position == "after":
-        at = last["content"].rfind("\n" + ASK) + 1  # 0 where there is no such line: then it goes first
-        situation, ask = last["content"][:at].rstrip("\n"), last["content"][at:]
-        content = f"{situation}\n\n{privileged_context}\n\n{ask}" if situation else f"{privileged_context}\n\n{ask}"
-    else:
-        content = KNOWLEDGE_TEMPLATES[position].format(prompt=last["content"], privileged_context=privileged_context)
+    content = KNOWLEDGE_TEMPLATES[position].format(prompt=last["content"], privileged_context=privileged_context)
     return messages[:-1] + [{**last, "content": content}]
 
 
