@@ -39,7 +39,7 @@ def act(state: State, runtime: Runtime[Context]) -> dict:
     plain = prompt_messages(ctx.acting_prompt, state.objective, state.start, state.turns, state.observation,
                             state.admissible)
     knowledge = ctx.knowledge(retrieval_query(plain)) if callable(ctx.knowledge) else ctx.knowledge
-    messages = with_knowledge(plain, knowledge, ctx.knowledge_position)
+    messages = with_knowledge(plain, knowledge)
     if ctx.mode == "choose":
         generator = torch.Generator().manual_seed(ctx.seed + state.steps) if ctx.seed is not None else None
         choice = ctx.policy.choose(ctx.policy.render(messages), state.admissible, ctx.temperature, ctx.greedy, generator)

@@ -1,8 +1,8 @@
 """Acting prompts, and the rule that grounds a generated response to an admissible command.
 
 The acting prompt never holds knowledge by default: the policy plays from what it has learned. When
-knowledge is given (acting with memory, or the consolidation teacher), it goes before the situation text
-(DESIGN.md §1) or after it (`OELConfig.knowledge_position`), framed as possibly incomplete experience.
+knowledge is given (acting with memory, or the consolidation teacher), it goes *before* the situation
+text, framed as possibly incomplete experience (DESIGN.md §1).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ SYSTEM_PROMPT = "You are playing a text adventure game. Read the situation and r
 
 KNOWLEDGE_HEADER = "Experience you learned from earlier games (it may be incomplete):"
 
-KNOWLEDGE_TEMPLATES = {"before": "{privileged_context}\n\n{prompt}", "after": "{prompt}\n\n{privileged_context}"}
-"""Where knowledge goes in the last user message (`OELConfig.knowledge_position`): before the situation, or
-after it (behind "Your command:"). In the form of TRL SDFT's `teacher_prompt_template`, so acting with memory,
-the consolidation teacher and TRL compose it alike."""
+KNOWLEDGE_TEMPLATE = "{privileged_context}\n\n{prompt}"
+"""Where knowledge goes in the last user message: before the situation. In the form of TRL SDFT's
+`teacher_prompt_template`, so acting with memory, the consolidation teacher and TRL compose it alike."""
 
 HISTORY_TURNS = 4
 """Earlier turns shown in the prompt: at least this many (when there are), at most twice as many minus one.
@@ -97,20 +96,18 @@ def prompt_messages(style: str, objective: str, start: str, history: list[dict],
     return acting_messages(situation_text(objective, history, observation, admissible))
 
 
-def with_context(messages: list[dict], privileged_context: str, position: str = "before") -> list[dict]:
-    """The prompt with a context put before or after the situation (`KNOWLEDGE_TEMPLATES`), in the last user
-    message, exactly as TRL's SDFT composes its teacher prompt: the consolidation teacher's prompt (an empty
-    context still fills the template)."""
+def with_context(messages: list[dict], privileged_context: str, template: str = KNOWLEDGE_TEMPLATE) -> list[dict]:
+    """The prompt with a context put before the situation, in the last user message, exactly as TRL's SDFT
+    composes its teacher prompt: the consolidation teacher's prompt (an empty context still fills the template)."""
     last = messages[-1]
-    content = KNOWLEDGE_TEMPLATES[position].format(prompt=last["content"], privileged_context=privileged_context)
-    return messages[:-1] + [{**last, "content": content}]
+    return messages[:-1] + [{**last, "content": template.format(prompt=last["content"], privileged_context=privileged_context)}]
 
 
-def with_knowledge(messages: list[dict], knowledge: list[str], position: str = "before") -> list[dict]:
-    """The prompt with the knowledge put where `position` says (`with_context`), as acting with memory puts it;
+def with_knowledge(messages: list[dict], knowledge: list[str]) -> list[dict]:
+    """The prompt with the knowledge put before the situation (`with_context`), as acting with memory puts it;
     unchanged when there is none."""
     block = knowledge_block(list(knowledge))
-    return with_context(messages, block, position) if block else messages
+    return with_context(messages, block) if block else messages
 
 
 def retrieval_query(messages: list[dict]) -> str:

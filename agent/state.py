@@ -8,7 +8,7 @@ from typing import Annotated, Any, Callable, Literal
 
 from agent.envs import Env
 from agent.policy import Policy
-from oel.config import ActingPrompt, KnowledgePosition, OELConfig
+from oel.config import ActingPrompt, OELConfig
 from oel.errors import OELError
 from oel.records import Turn
 
@@ -89,8 +89,6 @@ class Context:
     chat model is asked for that with `stop=["\\n"]` (set False for one that takes no stop sequences)."""
     acting_prompt: ActingPrompt = OELConfig.acting_prompt
     """The acting prompt's format (`agent.prompts.prompt_messages`)."""
-    knowledge_position: KnowledgePosition = OELConfig.knowledge_position
-    """Where `knowledge` goes in the prompt (`agent.prompts.with_knowledge`)."""
     thinking: bool = OELConfig.thinking
     """Generate mode: let a model whose chat template supports it think before it answers."""
     knowledge: list[str] | Callable[[str], list[str]] = field(default_factory=list)
@@ -115,5 +113,5 @@ class Context:
         """A context with a run's acting settings (`given` adds the rest: policy, knowledge, seed...)."""
         return cls(env=env, mode=cfg.action_mode, max_steps=cfg.max_steps, temperature=cfg.temperature,
                    greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens, one_line=cfg.one_line,
-                   acting_prompt=cfg.acting_prompt, knowledge_position=cfg.knowledge_position,
+                   acting_prompt=cfg.acting_prompt,
                    thinking=cfg.thinking, **given)

@@ -45,7 +45,7 @@ from bench.common import pct, report_comparison, settings, validation_comparison
 from bench.teacher import knowledge_copy
 from bench.wording import situations
 from consolidation.dataset import build_dataset, load_trajectories
-from consolidation.distill import distill
+from consolidation.distill import TEACHER_TEMPLATE, distill
 from consolidation.report import training_trend
 from oel.config import OELConfig
 from oel.errors import OELError, one_line_errors
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
                             top_p=cfg.distill_top_p, top_k=cfg.distill_top_k, stop=stop)
     candidates = [r["candidates"] for r in train]
     student = [policy.render(r["prompt"]) for r in train]
-    teacher = [policy.render(with_context(r["prompt"], r["privileged_context"], cfg.knowledge_position)) for r in train]
+    teacher = [policy.render(with_context(r["prompt"], r["privileged_context"], TEACHER_TEMPLATE)) for r in train]
     rows["student, train prefixes"] = sample_responses(policy, student, candidates, args.samples, cfg.seed,
                                                        distill_sampling, "student on train prefixes")
     rows["teacher, train prefixes"] = sample_responses(policy, teacher, candidates, args.samples, cfg.seed,

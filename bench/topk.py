@@ -29,6 +29,7 @@ from agent.policy import Policy
 from agent.prompts import with_context
 from bench.teacher import knowledge_copy
 from consolidation.dataset import build_dataset, load_trajectories
+from consolidation.distill import TEACHER_TEMPLATE
 from oel.config import load_run_config
 from oel.errors import OELError, one_line_errors
 from oel.progress import progress
@@ -60,7 +61,7 @@ def measure(policy: Policy, records: list[dict], cfg) -> dict:
     losses, cosines, mass = [[] for _ in VARIANTS], [[] for _ in VARIANTS], []
     for record in progress(records, desc="top-k variants", unit="prefix"):
         student_prompt = policy.render(record["prompt"])
-        teacher_prompt = policy.render(with_context(record["prompt"], record["privileged_context"], cfg.knowledge_position))
+        teacher_prompt = policy.render(with_context(record["prompt"], record["privileged_context"], TEACHER_TEMPLATE))
         [(text, _)] = policy.generate([student_prompt], cfg.distill_max_new_tokens, cfg.distill_temperature,
                                       top_p=cfg.distill_top_p, top_k=cfg.distill_top_k)
         response = policy.tokenizer.encode(text, add_special_tokens=False) + policy.end_ids[:1]

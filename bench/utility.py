@@ -21,7 +21,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import settings
 from consolidation.checkpoints import Registry
 from consolidation.dataset import load_trajectories
 from consolidation.loop import load_policy
@@ -38,11 +37,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--round", type=int, default=1)
     parser.add_argument("--policy", help="checkpoint version that measures (default: the base model)")
     parser.add_argument("--prefixes", type=int, help="prefixes per item (default: the run's utility_prefixes)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="override a setting of the run's config, e.g. --set knowledge_position='\"after\"'")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args(argv)
-    overrides = {**settings(parser, args.set), **({"utility_prefixes": args.prefixes} if args.prefixes else {})}
+    overrides = {"utility_prefixes": args.prefixes} if args.prefixes else {}
     cfg = OELConfig.from_file(RunDir(args.run_dir).config, **overrides)
     episodes = load_trajectories([RunDir(args.run_dir).round_log(args.round)])
     if not episodes:
@@ -67,8 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     groups = {"insight, grounded": [i for i in items if i.kind == "insight" and grounded[i.id]],
               "insight, quarantined": [i for i in items if i.kind == "insight" and not grounded[i.id]],
               "procedure": [i for i in items if i.kind == "procedure"]}
-    result = {"run_dir": str(args.run_dir), "round": args.round, "knowledge_position": cfg.knowledge_position,
-              "items": measured, "prompts": prompts,
+    result = {"run_dir": str(args.run_dir), "round": args.round, "items": measured, "prompts": prompts,
               "seconds": round(seconds, 1), "s_per_prompt": round(seconds / max(prompts, 1), 3),
               "s_per_item": round(seconds / max(measured, 1), 2), "prefixes_per_item": cfg.utility_prefixes,
               "utility": {name: {"n": len(group), "mean": mean([i.utility for i in group if i.utility is not None]),

@@ -33,13 +33,11 @@ class ChoiceDistillTrainer(Trainer):
     """`train_dataset` is a list of blocks (lists of records, `distill.episode_blocks`), and the collator gives
     `compute_loss` one block as its batch."""
 
-    def __init__(self, *args, end_ids: list[int], temperature: float, knowledge_position: str = "before",
-                 **kwargs):
+    def __init__(self, *args, end_ids: list[int], temperature: float, teacher_template: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.end_ids = end_ids
         self.temperature = temperature
-        self.knowledge_position = knowledge_position
-        """Where the teacher's prompt holds its context (`agent.prompts.with_context`)."""
+        self.teacher_template = teacher_template
         self.teacher_cache: dict[tuple, torch.Tensor] = {}
         """(teacher prompt, commands) -> the frozen teacher's log-probabilities of the commands."""
 
@@ -49,7 +47,7 @@ class ChoiceDistillTrainer(Trainer):
 
     def teacher_key(self, row: dict) -> tuple[str, tuple[str, ...]]:
         """What the teacher's scores of a row depend on: its rendered prompt with the context, and the commands."""
-        return (self.render(with_context(row["prompt"], row["privileged_context"], self.knowledge_position)),
+        return (self.render(with_context(row["prompt"], row["privileged_context"], self.teacher_template)),
                 tuple(row["candidates"]))
 
     def teacher_logprobs(self, model, rows: list[dict]) -> list[torch.Tensor]:

@@ -3,8 +3,8 @@
 A record is {"prompt": the acting messages (no knowledge), "privileged_context": the teacher's extra
 text, "candidates": the admissible commands of that turn, "episode" and "turn": where it was logged (the
 choose-mode trainer batches consecutive turns of an episode, `distill.episode_blocks`)}. The teacher
-prompt puts the privileged context before the situation text, as DESIGN.md §1 asks, or after it
-(`OELConfig.knowledge_position`; `agent.prompts.with_context`).
+prompt puts the privileged context before the situation text (`distill.TEACHER_TEMPLATE`), as DESIGN.md §1
+asks.
 
 The privileged context is what `teacher_context` names: the items retrieved for the situation
 (`Memory.retrieve` with `memory.store.retrieval_args`, the same call used when acting with memory:

@@ -4,7 +4,7 @@ Three trainers, all writing a PEFT LoRA adapter:
 - **tokens** (on-policy, generate mode): TRL's SDFT trainer. Checked against DESIGN.md §1 with trl 1.16.0:
   the student (policy + fresh LoRA) samples its own response to the prefix with no knowledge; the teacher
   is the same model with the adapter disabled (`teacher_model_kind="base"`, i.e. frozen pi_r) and sees the
-  knowledge before or after the situation (`teacher_prompt_template`, `OELConfig.knowledge_position`); the loss is reverse KL(student || teacher)
+  knowledge before the situation (`teacher_prompt_template`); the loss is reverse KL(student || teacher)
   on the student's top-k tokens (`distillation_alpha=1.0`, `distillation_mode="topk_logits"`, k=256),
   averaged over tokens; one optimiser step per batch of fresh samples (`num_generations=1`). The student
   samples without top-p/top-k truncation by default, as the method does (`distill_top_p`, `distill_top_k`).
@@ -26,12 +26,13 @@ from pathlib import Path
 from oel.progress import progress
 from transformers import PrinterCallback, TrainerCallback
 
-from agent.prompts import KNOWLEDGE_TEMPLATES, with_context
+from agent.prompts import KNOWLEDGE_TEMPLATE, with_context
 from agent.templates import response_stop, template_switches
 from consolidation.choice_trainer import ChoiceDistillTrainer
 from consolidation.dataset import CONTENT_KEYS
 from oel.config import OELConfig
 
+TEACHER_TEMPLATE = KNOWLEDGE_TEMPLATE
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
@@ -112,7 +113,7 @@ def _sdft_trainer(policy, rows, cfg, common, lora):
                       temperature=cfg.distill_temperature, top_p=cfg.distill_top_p, top_k=cfg.distill_top_k,
                       distillation_alpha=1.0,
                       distillation_mode="topk_logits", distillation_topk=cfg.distill_topk,
-                      teacher_model_kind="base", teacher_prompt_template=KNOWLEDGE_TEMPLATES[cfg.knowledge_position],
+                      teacher_model_kind="base", teacher_prompt_template=TEACHER_TEMPLATE,
                       # TRL keeps only the last 512 tokens of every prompt by default; with the memory in it,
                       # 62% of the pilot's teacher prompts were longer (mean 544, up to 768 tokens), so the
                       # teacher lost the system prompt and the start of the knowledge. Prompts stay whole, as
@@ -133,8 +134,7 @@ def _choice_trainer(policy, blocks, cfg, common, lora):
     args = TrainingArguments(**{**common, "per_device_train_batch_size": 1}, remove_unused_columns=False)
     return ChoiceDistillTrainer(model=get_peft_model(policy.model, lora), args=args, train_dataset=blocks,
                                 data_collator=lambda batch: batch[0], processing_class=policy.tokenizer,
-                                end_ids=policy.end_ids, temperature=cfg.temperature,
-                                knowledge_position=cfg.knowledge_position)
+                                end_ids=policy.end_ids, temperature=cfg.temperature, teacher_template=TEACHER_TEMPLATE)
 
 
 def _sft_trainer(policy, rows, cfg, common, lora):
@@ -144,7 +144,7 @@ def _sft_trainer(policy, rows, cfg, common, lora):
 
     data = []
     for row in progress(rows, desc="teacher samples", unit="prefix"):
-        prompt = policy.render(with_context(row["prompt"], row["privileged_context"], cfg.knowledge_position))
+        prompt = policy.render(with_context(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
         if objective(cfg) == "choices":
             answer = policy.choose(prompt, row["candidates"], cfg.temperature, cfg.greedy).command
         else:

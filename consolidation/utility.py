@@ -8,9 +8,8 @@ For an item of family F, take logged prefixes of F's episodes other than the ite
   undid (walks there and back, examines that changed nothing: it got nowhere with them).
 
 On each, the teacher (the policy in force) scores the logged action twice: with the prefix alone, and
-with the item in the knowledge slot (before or after the situation, `OELConfig.knowledge_position`), exactly
-as the consolidation teacher sees it (`agent.prompts.with_knowledge`, which composes it as the consolidation
-teacher's `agent.prompts.with_context` does). The item's utility is the mean of
+with the item in the knowledge slot before the situation, exactly as the consolidation teacher sees it
+(`agent.prompts.with_knowledge`, which composes it as the consolidation teacher's `agent.prompts.with_context` does). The item's utility is the mean of
 
     sign * (log p(action | item, prefix) - log p(action | prefix))
 
@@ -26,8 +25,7 @@ moves are most of its actions, and a procedure makes them less likely. Why not t
 procedure would be scored on the very actions it copies. (docs/RESULTS.md has the measurements.)
 
 Scoring uses the shared-prefix path (`Policy.score_candidates`): one forward pass per prompt for all its
-commands, on the policy's turn cache, so a prompt encodes only what it does not share with the one scored
-before it. Measured cost: docs/BENCHMARKS.md.
+commands. Measured cost: docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -74,27 +72,17 @@ def sample_prefixes(episodes: list[LoggedEpisode], n: int, seed: int) -> list[tu
     return good + pools[-1][: n - len(good)]
 
 
-def teacher_prompt(policy, turn: Turn, knowledge: list[str], position: str = "before") -> str:
-    """The prefix rendered as the teacher sees it, with `knowledge` where `position` puts it."""
+def action_logprob(policy, turn: Turn, knowledge: list[str], mode: str, temperature: float) -> float:
+    """log p(the logged action | prefix, with `knowledge` in the teacher's slot)."""
     messages = turn["prefix"]
     if knowledge:
-        messages = with_knowledge(messages, knowledge, position)
-    return policy.render(messages)
-
-
-def prompt_logprob(policy, prompt: str, turn: Turn, mode: str, temperature: float) -> float:
-    """log p(the logged action | the rendered prompt)."""
+        messages = with_knowledge(messages, knowledge)
+    prompt = policy.render(messages)
     if mode == "choose":
         candidates = turn["admissible"]
         scores = policy.score_candidates(prompt, candidates)
         return float(torch.log_softmax(scores / temperature, dim=0)[candidates.index(turn["action"])])
     return float(policy.score_candidates(prompt, [turn["output"]])[0])
-
-
-def action_logprob(policy, turn: Turn, knowledge: list[str], mode: str, temperature: float,
-                   position: str = "before") -> float:
-    """log p(the logged action | prefix, with `knowledge` in the teacher's slot)."""
-    return prompt_logprob(policy, teacher_prompt(policy, turn, knowledge, position), turn, mode, temperature)
 
 
 def measure_utilities(policy, memory, episodes: list[LoggedEpisode], cfg: OELConfig, desc: str = "utility",
@@ -107,34 +95,35 @@ def measure_utilities(policy, memory, episodes: list[LoggedEpisode], cfg: OELCon
     """
     if cfg.utility_prefixes == 0:
         return 0
-    prefixes: dict[str, list[tuple[Turn, int, str]]] = {}  # family -> its sampled (turn, sign, source episode)
-    measured: dict[str, str] = {}  # item id -> its family
-    prompts: dict[tuple[str, int, str | None], str] = {}  # (family, prefix, item id or None) -> teacher prompt
-    for env in sorted({e["env"] for e in episodes}):
+    families = sorted({e["env"] for e in episodes})
+    jobs = []
+    for env in families:
         items = [i for i in memory.list("active", env=env) if not only_new or i.utility is None]
         chosen = [(turn, sign, source) for turn, sign, source in
                   sample_prefixes([e for e in episodes if e["env"] == env], cfg.utility_prefixes, cfg.seed)
                   if cfg.action_mode != "choose" or turn["action"] in turn["admissible"]]
-        if not items or not chosen:
-            continue
-        prefixes[env] = chosen
-        for p, (turn, _, _) in enumerate(chosen):
-            prompts[env, p, None] = teacher_prompt(policy, turn, [])
+        # Sorted by their messages, the prefixes of one episode come together, and each prompt mostly extends
+        # the one before it (the item, where there is one, comes before them all): the policy's turn cache
+        # then encodes only what differs (as the consolidation teacher's sorted pass does).
+        chosen.sort(key=lambda job: [m["content"] for m in job[0]["prefix"]])
+        if items and chosen:
+            jobs.append((items, chosen))
+    total = sum(len(prefixes) * (len(items) + 1) for items, prefixes in jobs)
+    bar = progress(total=total, desc=desc, unit="prompt")
+    measured = {}
+    for items, prefixes in jobs:
+        def logp(turn, knowledge):
+            bar.update(1)
+            return action_logprob(policy, turn, knowledge, cfg.action_mode, cfg.temperature)
+
+        base = [logp(turn, []) for turn, _, _ in prefixes]
         for item in items:
-            measured[item.id] = env
-            for p, (turn, _, source) in enumerate(chosen):
-                if source != item.source:  # never its own episode: a procedure would be scored on the actions it copies
-                    prompts[env, p, item.id] = teacher_prompt(policy, turn, [item.text], cfg.knowledge_position)
-    # Scored in the order of their text, so each prompt mostly extends the one before it and the policy's turn
-    # cache encodes only what differs (as the consolidation teacher's sorted pass does). With the knowledge
-    # after the situation (`knowledge_position`), every item measured on a prefix shares that prefix's encoding.
-    logp = {key: prompt_logprob(policy, prompts[key], prefixes[key[0]][key[1]][0], cfg.action_mode, cfg.temperature)
-            for key in progress(sorted(prompts, key=prompts.__getitem__), desc=desc, unit="prompt")}
-    utilities = {}
-    for item_id, env in measured.items():
-        deltas = [sign * (logp[env, p, item_id] - logp[env, p, None])
-                  for p, (_, sign, _) in enumerate(prefixes[env]) if (env, p, item_id) in logp]
-        if deltas:
-            utilities[item_id] = (round(sum(deltas) / len(deltas), 4), len(deltas))
-    memory.set_utility(utilities)
-    return len(utilities)
+            # Never on the item's own episode: a procedure would be scored on the actions it copies.
+            deltas = [sign * (logp(turn, [item.text]) - b) for (turn, sign, source), b in zip(prefixes, base)
+                      if source != item.source]
+            bar.update(sum(source == item.source for _, _, source in prefixes))
+            if deltas:
+                measured[item.id] = (round(sum(deltas) / len(deltas), 4), len(deltas))
+    bar.close()
+    memory.set_utility(measured)
+    return len(measured)

@@ -24,8 +24,6 @@ TEACHER_CONTEXTS = ("memory", "knowledge", "trajectories", "knowledge+trajectori
 ActingPrompt = Literal["chat", "transcript"]
 """The acting prompt's formats (`agent/prompts.py`)."""
 ACTING_PROMPTS = get_args(ActingPrompt)
-KnowledgePosition = Literal["before", "after"]
-"""Where knowledge goes in the prompt's last user message (`agent.prompts.KNOWLEDGE_TEMPLATES`)."""
 
 
 @dataclass
@@ -128,12 +126,6 @@ class OELConfig:
     "Defaults")."""
     utility_threshold: float | None = None
     """Retrieval skips items whose measured utility is below this; None uses every item."""
-    knowledge_position: KnowledgePosition = "before"
-    """Where knowledge goes in the last user message, for acting with memory, the teacher and utility alike:
-    `before` the situation (DESIGN.md §1), or `after` it, behind the ask for a command (TRL SDFT's own default
-    template). `after` keeps the acting prompt a prefix of the teacher's, so the encoding of the situation is
-    shared by every item whose utility is measured on it (`consolidation.utility`). Measured:
-    docs/RESULTS.md, "Where the knowledge goes"."""
 
     # --- consolidation ---
     learning_rate: float = 1e-3

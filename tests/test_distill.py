@@ -70,17 +70,16 @@ def test_teacher_context_holds_what_the_setting_names(tmp_path, context):
     assert len(records) == (2 if context == "trajectories" else 0)
 
 
-@pytest.mark.parametrize("position", ["before", "after"])
-def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_together(tiny_model_dir, tmp_path, position):
-    """The cached, batched loss equals the per-row loss of the reference formulation, with the teacher's
-    knowledge where the setting puts it, and a record's teacher scores are computed once however many steps
-    it appears in."""
+def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_together(tiny_model_dir, tmp_path):
+    """The cached, batched loss equals the per-row loss of the reference formulation, and a record's
+    teacher scores are computed once however many steps it appears in."""
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
 
     from agent.scoring import candidate_logprobs
     from agent.prompts import with_context
     from consolidation.choice_trainer import ChoiceDistillTrainer
+    from consolidation.distill import TEACHER_TEMPLATE
     from consolidation.losses import choice_kl
 
     policy = Policy.load(str(tiny_model_dir))
@@ -91,14 +90,14 @@ def test_choice_trainer_scores_the_teacher_once_per_record_and_the_batch_togethe
     model.eval()  # no dropout: the two formulations must agree to float precision
     trainer = ChoiceDistillTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]),
                                    train_dataset=[rows], data_collator=lambda b: b[0], processing_class=policy.tokenizer,
-                                   end_ids=policy.end_ids, temperature=1.0, knowledge_position=position)
+                                   end_ids=policy.end_ids, temperature=1.0, teacher_template=TEACHER_TEMPLATE)
     loss = trainer.compute_loss(model, rows)
     reference = []
     for r in rows:
         student = candidate_logprobs(model, policy.tokenizer, trainer.render(r["prompt"]), r["candidates"], policy.end_ids)
         with torch.no_grad(), model.disable_adapter():
             teacher = candidate_logprobs(model, policy.tokenizer, trainer.render(
-                with_context(r["prompt"], r["privileged_context"], position)), r["candidates"], policy.end_ids)
+                with_context(r["prompt"], r["privileged_context"], TEACHER_TEMPLATE)), r["candidates"], policy.end_ids)
         reference.append(choice_kl(student, teacher, 1.0))
     assert torch.allclose(loss, torch.stack(reference).mean(), atol=1e-4)
     assert loss.requires_grad
@@ -153,7 +152,7 @@ def test_sdft_teacher_sees_the_whole_prompt_however_long_the_knowledge(tiny_mode
     from transformers import TrainerCallback
 
     from agent.prompts import with_context
-    from consolidation.distill import make_trainer
+    from consolidation.distill import TEACHER_TEMPLATE, make_trainer
 
     policy = Policy.load(str(tiny_model_dir))
     knowledge = knowledge_block([f"Lesson {i}: in room {i}, go east to find the coin." for i in range(80)])
@@ -161,7 +160,7 @@ def test_sdft_teacher_sees_the_whole_prompt_however_long_the_knowledge(tiny_mode
               "privileged_context": knowledge, "candidates": ["go east", "look"]}
     cfg = OELConfig(model=str(tiny_model_dir), distill_steps=1, distill_batch_size=1, distill_max_new_tokens=4,
                     distill_topk=16, distill_objective="tokens")
-    full = policy.tokenizer.apply_chat_template(with_context(record["prompt"], knowledge),
+    full = policy.tokenizer.apply_chat_template(with_context(record["prompt"], knowledge, TEACHER_TEMPLATE),
                                                 add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     assert len(full) > 1000  # far beyond TRL's default cut
 

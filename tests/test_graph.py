@@ -23,18 +23,6 @@ def test_episode_logs_every_turn_and_step_limit_is_not_a_win(tiny_policy, coin_g
     assert state.tokens > 0
 
 
-def test_acting_with_memory_puts_the_knowledge_where_the_setting_says(tiny_policy, coin_game):
-    from agent.prompts import KNOWLEDGE_HEADER
-
-    for position in ("before", "after"):
-        env = TextWorldEnv(coin_game, family="tw-coin_collector", max_steps=50)
-        state = play_episode(Context(env=env, policy=tiny_policy, max_steps=1, seed=0, knowledge=["Take the coin."],
-                                     knowledge_position=position))
-        content = state.turns[0]["prefix"][-1]["content"]
-        assert content.startswith(KNOWLEDGE_HEADER) == (position == "before")
-        assert content.endswith("- Take the coin.") == (position == "after")
-
-
 def test_chat_prompt_grows_by_one_move_and_the_turn_cache_reuses_it(tiny_policy, coin_game):
     """The `chat` acting prompt on a real game: each move's prompt holds the previous one and adds the move
     (assistant) and the game's answer (user), so the turn cache encodes only those."""

@@ -9,6 +9,7 @@ from transformers import TrainingArguments
 from agent.policy import Policy
 from agent.prompts import acting_messages, knowledge_block, with_context
 from consolidation.choice_trainer import ChoiceDistillTrainer
+from consolidation.distill import TEACHER_TEMPLATE
 from consolidation.losses import choice_kl
 from tests.conftest import naive_scores
 
@@ -53,7 +54,7 @@ def test_choice_trainer_loss_on_a_tiny_model(tiny_model_dir, tmp_path):
     model = get_peft_model(policy.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"],
                                                     init_lora_weights=False, task_type="CAUSAL_LM"))
     policy.model = model
-    teacher_prompt = policy.render(with_context(row["prompt"], row["privileged_context"]))
+    teacher_prompt = policy.render(with_context(row["prompt"], row["privileged_context"], TEACHER_TEMPLATE))
     assert teacher_prompt.index("Take the coin first.") < teacher_prompt.index("Objective:")
     # Hand computation with full forward passes: student with its adapter, teacher with the adapter off.
     student = naive_scores(policy, policy.render(row["prompt"]), row["candidates"]).tolist()
@@ -65,7 +66,7 @@ def test_choice_trainer_loss_on_a_tiny_model(tiny_model_dir, tmp_path):
     trainer = ChoiceDistillTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
                                                                      report_to=[], remove_unused_columns=False),
                                    train_dataset=[[row]], data_collator=lambda b: b[0], processing_class=policy.tokenizer,
-                                   end_ids=policy.end_ids, temperature=temperature)
+                                   end_ids=policy.end_ids, temperature=temperature, teacher_template=TEACHER_TEMPLATE)
     loss = trainer.compute_loss(model, [row])
     assert expected > 1e-4 and math.isclose(loss.item(), expected, rel_tol=1e-3)
     loss.backward()  # gradients reach the LoRA weights

@@ -99,9 +99,6 @@ def test_knowledge_goes_in_the_last_user_message_and_the_query_reads_every_user_
     assert taught[:-1] == plain[:-1] and taught[-1]["content"].endswith(plain[-1]["content"])
     assert taught[-1]["content"].index("Go north first.") < taught[-1]["content"].index("room 1")
     assert with_knowledge(plain, []) == plain
-    after = with_knowledge(plain, ["Go north first."], "after")  # the acting prompt stays a prefix of it
-    assert after[:-1] == plain[:-1] and after[-1]["content"].startswith(plain[-1]["content"] + "\n\n")
-    assert after[-1]["content"].endswith("- Go north first.")
     query = retrieval_query(plain)
     assert "Objective: find the coin" in query and "room 0" in query and "go 0" not in query.split("Valid")[0]
     transcript = prompt_messages("transcript", "find the coin", "A room.", [], "A room.", ["look"])

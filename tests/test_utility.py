@@ -29,10 +29,9 @@ def test_prefixes_are_balanced_and_seeded(episode, WANDERING):
     assert len(sample_prefixes(episodes[:1], 100, seed=0)) == 8  # fewer than asked: all of them
 
 
-@pytest.mark.parametrize("position", ["before", "after"])
 def test_utility_is_the_signed_mean_change_in_the_logged_actions_log_probability(tmp_path, tiny_policy, episode,
-                                                                                  WANDERING, position):
-    cfg = OELConfig(model="tiny", utility_prefixes=6, knowledge_position=position)
+                                                                                  WANDERING):
+    cfg = OELConfig(model="tiny", utility_prefixes=6)
     episodes = [{**episode(WANDERING), "id": "e1"}, {**episode(WANDERING[:4], won=False), "id": "e2"}]
     with Memory(tmp_path / "m") as memory:
         item, _ = memory.add("Take the coin as soon as you see it.", env=ENV, source="e1", outcome="won", round=1,
@@ -46,7 +45,7 @@ def test_utility_is_the_signed_mean_change_in_the_logged_actions_log_probability
         for turn, sign, source in sample_prefixes(episodes, 6, cfg.seed):
             if source == "e1":
                 continue  # never measured on its own episode
-            with_item = action_logprob(tiny_policy, turn, [stored.text], "choose", cfg.temperature, position)
+            with_item = action_logprob(tiny_policy, turn, [stored.text], "choose", cfg.temperature)
             expected.append(sign * (with_item - action_logprob(tiny_policy, turn, [], "choose", cfg.temperature)))
         assert stored.utility_n == len(expected) > 0
         assert stored.utility == pytest.approx(sum(expected) / len(expected), abs=1e-3)
@@ -61,22 +60,3 @@ def test_no_measurement_when_turned_off(tmp_path, tiny_policy, episode, WANDERIN
         item, _ = memory.add("Take the coin.", env=ENV, source="e0", outcome="won", round=1, created_by="t")
         assert measure_utilities(tiny_policy, memory, [episode(WANDERING)], OELConfig(utility_prefixes=0)) == 0
         assert memory.get(item).utility is None
-
-
-def test_knowledge_after_the_situation_shares_each_prefixs_encoding_across_items(tmp_path, tiny_policy, episode,
-                                                                                 WANDERING):
-    """With the knowledge after the situation, the items measured on one prefix reuse its encoding: fewer
-    prompt tokens are encoded than with the knowledge before it, for the same prompts' worth of scores."""
-    episodes = [{**episode(WANDERING), "id": "e1"}, {**episode(WANDERING[:4], won=False), "id": "e2"}]
-    encoded = {}
-    for position in ("before", "after"):
-        with Memory(tmp_path / position) as memory:
-            for text in ("Take the coin as soon as you see it.", "Doors to the east lead to new rooms.",
-                         "Never go back to the room you just left.", "Examine the table before you leave the kitchen."):
-                memory.add(text, env=ENV, source="x", outcome="won", round=1, created_by="t")
-            tiny_policy.reset_cache()
-            start = dict(tiny_policy.prompt_tokens)
-            assert measure_utilities(tiny_policy, memory, episodes, OELConfig(model="tiny", utility_prefixes=6,
-                                                                             knowledge_position=position)) == 4
-            encoded[position] = tiny_policy.prompt_tokens["encoded"] - start["encoded"]
-    assert encoded["after"] < 0.7 * encoded["before"]
