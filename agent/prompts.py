@@ -15,7 +15,9 @@ KNOWLEDGE_HEADER = "Experience you learned from earlier games (it may be incompl
 
 KNOWLEDGE_TEMPLATE = "{privileged_context}\n\n{prompt}"
 """Where knowledge goes in the last user message: before the situation. In the form of TRL SDFT's
-`teacher_prompt_template`, so acting with memory, the consolidation teacher and TRL compose it alike."""
+`teacher_prompt_template`, so acting with memory, the consolidation teacher and TRL compose it alike. (After the
+situation the teacher read it much worse, even though that would let utility share the situation's encoding:
+docs/RESULTS.md, "Where the knowledge goes in the teacher's prompt".)"""
 
 HISTORY_TURNS = 4
 """Earlier turns shown in the prompt: at least this many (when there are), at most twice as many minus one.
