@@ -79,8 +79,9 @@ def episode_blocks(records: list[dict], size: int) -> list[list[dict]]:
     with `size` equal to `agent.prompts.HISTORY_TURNS` the blocks also follow the transcript window's moves.
     4 consecutive turns of the demo's play encode 39% of the tokens that 4 random prefixes do; the student's
     forward and backward pass takes about a third of the time, a whole step about half (docs/BENCHMARKS.md,
-    "Consolidation"). An episode whose turn count is no multiple of `size` ends in a smaller block. Records that say nothing of where they were logged (made by
-    hand, not by `build_dataset`) are taken `size` at a time in their order."""
+    "Consolidation"). An episode whose turn count is no multiple of `size` ends in a smaller block. Records
+    that say nothing of where they were logged (made by hand, not by `build_dataset`) are taken `size` at a
+    time in their order."""
     blocks: dict[tuple, list[dict]] = {}
     for i, r in enumerate(records):
         key = (r["episode"], r["turn"] // size) if "episode" in r else (None, i // size)
